@@ -1,0 +1,173 @@
+"""Composition: an expression, parameter values and a mode, applied to loaded PEMs.
+
+`compose` groups the expression's terms by PEM type and lets each type combine its own
+terms (exact or paper mode). One type gives one composed PEM, exportable in that type's
+format. Several types stack in exact mode (additive before multiplicative, see
+`workbench.modules.edits`) and export as a composition folder that reloads to the same
+composition. Paper mode refuses mixed types, as the reference implementation would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.algebra.expression import LinearCombination, parse
+from workbench.algebra.merging import MergeOptions
+from workbench.errors import ExpressionError, IncompatibleError, WorkbenchError
+from workbench.modules.edits import Edits
+from workbench.modules.pem import MODES, PEM, Mode
+from workbench.modules.registry import PEM_TYPES, load_module
+from workbench.modules.sparse import SparseModule
+from workbench.modules.tensor_io import read_json, require_file, write_json
+
+COMPOSITION_FILE = "composition.json"
+
+CompositionKey = tuple[str, tuple[tuple[str, float], ...], str, MergeOptions]
+
+
+@dataclass(frozen=True)
+class Composition:
+    """The result of composing: one combined PEM per type present, in stacking order."""
+
+    combination: LinearCombination
+    values: tuple[tuple[str, float], ...]
+    mode: Mode
+    merge: MergeOptions
+    coefficients: Mapping[str, float]
+    parts: tuple[PEM, ...] = field(compare=False)
+
+    @property
+    def key(self) -> CompositionKey:
+        """Canonical expression, values, mode and merge options: what keys every cache."""
+        return (self.combination.canonical, self.values, self.mode, self.merge)
+
+    @property
+    def pem_types(self) -> tuple[str, ...]:
+        return tuple(part.pem_type for part in self.parts)
+
+    def edits(self) -> Edits:
+        edits = Edits()
+        for part in self.parts:
+            edits = edits.then(part.edits())
+        return edits
+
+
+def compose(
+    modules: Mapping[str, PEM],
+    expression: str | LinearCombination,
+    values: Mapping[str, float] | None = None,
+    mode: Mode = "exact",
+    merge: MergeOptions | None = None,
+) -> Composition:
+    """Evaluate `expression` over `modules` at `values`. Raises WorkbenchError subclasses,
+    each one line naming what is wrong, for anything a user can get wrong."""
+    if mode not in MODES:
+        raise WorkbenchError(f"unknown mode {mode!r}; choose exact or paper")
+    merge = merge or MergeOptions()
+    combination = parse(expression, modules) if isinstance(expression, str) else expression
+    values = dict(values or {})
+    unused = sorted(set(values) - set(combination.parameters))
+    if unused:
+        have = ", ".join(combination.parameters) or "none"
+        raise ExpressionError(f"parameter(s) {', '.join(unused)} are not in the expression (its parameters: {have})")
+    coefficients = combination.coefficients(values)
+    used = {name: modules[name] for name in combination.modules}
+    _check_same_base(used)
+    groups: dict[str, list[tuple[float, PEM]]] = {}
+    for name, module in used.items():
+        groups.setdefault(module.pem_type, []).append((coefficients[name], module))
+    if mode == "paper" and len(groups) > 1:
+        kinds = "; ".join(f"{t}: {', '.join(n for n, m in used.items() if m.pem_type == t)}" for t in groups)
+        raise IncompatibleError(f"paper mode needs modules of one type, but this mixes {kinds}; use exact mode")
+    if merge.method != "linear" and set(groups) - {"sparse"}:
+        raise IncompatibleError(f"merge method {merge.method} applies to sparse task vectors only; use linear")
+    parts = []
+    for pem_type, cls in PEM_TYPES.items():
+        if pem_type not in groups:
+            continue
+        terms = groups[pem_type]
+        if pem_type == "sparse" and merge.method != "linear":
+            settings = {"method": merge.method, "density": merge.density}
+            parts.append(SparseModule.merge(terms, merge.function(), settings))
+        else:
+            parts.append(cls.combine(terms, mode))
+    return Composition(
+        combination=combination,
+        values=tuple(sorted(values.items())),
+        mode=mode,
+        merge=merge,
+        coefficients=coefficients,
+        parts=tuple(parts),
+    )
+
+
+def _check_same_base(modules: Mapping[str, PEM]) -> None:
+    """Refuse modules recorded for different base models, or whose shapes disagree."""
+    bases = {name: Path(m.base_model).name.lower() for name, m in modules.items() if m.base_model}
+    if len(set(bases.values())) > 1:
+        shown = ", ".join(f"{name} ({modules[name].base_model})" for name in bases)
+        raise IncompatibleError(f"these modules were made for different base models: {shown}")
+    seen: dict[str, tuple[str, tuple[int | None, ...]]] = {}
+    for name, module in modules.items():
+        for parameter, shape in module.expected_shapes().items():
+            if parameter not in seen:
+                seen[parameter] = (name, shape)
+                continue
+            other, other_shape = seen[parameter]
+            if len(shape) != len(other_shape) or any(
+                a is not None and b is not None and a != b for a, b in zip(shape, other_shape)
+            ):
+                raise IncompatibleError(
+                    f"{name} and {other} disagree on {parameter} ({_show(shape)} vs {_show(other_shape)}): "
+                    "they were made for different base models"
+                )
+
+
+def _show(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if n is None else str(n) for n in shape) + ")"
+
+
+def save_composition(composition: Composition, modules: Mapping[str, PEM], folder: Path) -> str:
+    """Write the composition: in its type's own format when it has one type, else as a
+    composition folder. Returns what was written: the PEM type, or "composition"."""
+    folder = Path(folder)
+    if len(composition.parts) == 1:
+        composition.parts[0].save(folder)
+        return composition.parts[0].pem_type
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for name in composition.combination.modules:
+        modules[name].save(folder / "modules" / name)
+        entries[name] = {"pem_type": modules[name].pem_type, "path": f"modules/{name}"}
+    write_json(
+        folder / COMPOSITION_FILE,
+        {
+            "expression": composition.combination.source or composition.combination.canonical,
+            "canonical": composition.combination.canonical,
+            "values": dict(composition.values),
+            "mode": composition.mode,
+            "merge": {"method": composition.merge.method, "density": composition.merge.density, "seed": composition.merge.seed},
+            "modules": entries,
+        },
+    )
+    return "composition"
+
+
+def load_composition(folder: Path) -> tuple[Composition, dict[str, PEM]]:
+    """Reload a composition folder to the same composition, and the modules it holds."""
+    folder = Path(folder)
+    data = read_json(require_file(folder, COMPOSITION_FILE, "composition"))
+    try:
+        entries = data["modules"]
+        modules = {name: load_module(folder / entry["path"]) for name, entry in entries.items()}
+        values = {k: float(v) for k, v in data.get("values", {}).items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise WorkbenchError(f"{folder / COMPOSITION_FILE}: parameter values must be finite")
+        merge = MergeOptions(**data.get("merge", {}))
+        composition = compose(modules, data["expression"], values, data.get("mode", "exact"), merge)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorkbenchError(f"{folder / COMPOSITION_FILE} is malformed ({type(exc).__name__}: {exc})") from None
+    return composition, modules

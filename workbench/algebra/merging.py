@@ -1,0 +1,80 @@
+"""Merge methods for sparse and dense task vectors: linear, TIES, DARE, magnitude pruning.
+
+Each works on one parameter at a time: `stacked` holds the modules' τ's on dim 0 and
+`weights` their coefficients. DARE draws from a generator seeded by the options, so the
+same options give the same merge. TIES follows Yadav et al. (and PEFT's merge_utils,
+which the tests use as a reference): trim to the top `density` by magnitude, elect the
+sign of the weighted total, and average the weighted values that agree with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from workbench.errors import WorkbenchError
+from workbench.modules.sparse import weighted, weighted_sum
+
+MERGE_METHODS = ("linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
+
+MergeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    """How sparse task vectors combine; part of every cache key."""
+
+    method: str = "linear"
+    density: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in MERGE_METHODS:
+            raise WorkbenchError(f"unknown merge method {self.method!r}; choose one of {', '.join(MERGE_METHODS)}")
+        if not 0.0 < self.density <= 1.0:
+            raise WorkbenchError(f"density must be in (0, 1], got {self.density}")
+
+    def function(self) -> MergeFn:
+        """The per-parameter merge, with its own generator so DARE is reproducible."""
+        generator = torch.Generator().manual_seed(self.seed)
+        density = self.density
+        if self.method == "linear":
+            return weighted_sum
+        if self.method == "magnitude_prune":
+            return lambda stacked, weights: weighted_sum(magnitude_prune(stacked, density), weights)
+        if self.method == "ties":
+            return lambda stacked, weights: sign_elected_mean(weighted(magnitude_prune(stacked, density), weights))
+        if self.method == "dare_linear":
+            return lambda stacked, weights: weighted_sum(random_drop(stacked, density, generator), weights)
+        return lambda stacked, weights: sign_elected_mean(weighted(random_drop(stacked, density, generator), weights))
+
+
+def magnitude_prune(stacked: torch.Tensor, density: float) -> torch.Tensor:
+    """Keep each module's top `density` share of entries by magnitude, zero the rest."""
+    if density >= 1.0:
+        return stacked
+    flat = stacked.reshape(stacked.shape[0], -1)
+    k = int(density * flat.shape[1])
+    mask = torch.zeros_like(flat)
+    if k > 0:
+        mask.scatter_(1, flat.abs().topk(k, dim=1).indices, 1.0)
+    return (flat * mask).view_as(stacked)
+
+
+def random_drop(stacked: torch.Tensor, density: float, generator: torch.Generator) -> torch.Tensor:
+    """DARE: keep each entry with probability `density` and rescale by 1/density."""
+    if density >= 1.0:
+        return stacked
+    keep = torch.rand(stacked.shape, generator=generator) < density
+    return stacked * keep / density
+
+
+def sign_elected_mean(weighted_stack: torch.Tensor) -> torch.Tensor:
+    """TIES' elect-and-merge on already weighted τ's: the mean of entries whose sign
+    agrees with the sign of their total (ties go to +)."""
+    majority = torch.where(weighted_stack.sum(0) >= 0, 1.0, -1.0)
+    agrees = weighted_stack.sign() == majority
+    kept = (weighted_stack * agrees).sum(0)
+    return kept / agrees.sum(0).clamp(min=1)

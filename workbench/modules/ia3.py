@@ -1,0 +1,135 @@
+"""(IA)³ in PEFT's format: a vector l per target, delta form l − 1.
+
+An output target scales the Linear's output rows (and its bias): diag(l)·W, l⊙b. A
+feed-forward target (PEFT's `feedforward_modules`) scales the input columns: W·diag(l),
+leaving the bias alone. Both modes combine l = 1 + Σ cᵢ(lᵢ − 1), so negation is 2 − l
+(eq. 7) and a weighted negation is 1 − λ(l − 1), as the reference code does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import torch
+
+from workbench.errors import IncompatibleError, ModuleFormatError
+from workbench.modules.edits import Edits, Layout, Scaling
+from workbench.modules.lora import matches_targets, peft_base_config
+from workbench.modules.pem import PEM, Mode, strip_prefix
+from workbench.modules.tensor_io import read_json, read_safetensors, require_file, write_json, write_safetensors
+
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+
+
+@dataclass(frozen=True)
+class IA3Vector:
+    l: torch.Tensor  # flat: (in,) when feedforward, else (out,)  # noqa: E741
+    feedforward: bool
+
+
+class IA3Module(PEM):
+    pem_type = "ia3"
+
+    def __init__(self, vectors: dict[str, IA3Vector], config: dict[str, Any], source: str = "") -> None:
+        self.vectors = dict(sorted(vectors.items()))
+        self.config = config
+        self.base_model = config.get("base_model_name_or_path")
+        self.source = source
+
+    @property
+    def layout(self) -> Layout:
+        return "in_out" if self.config.get("fan_in_fan_out") else "out_in"
+
+    @classmethod
+    def detect(cls, folder: Path) -> bool:
+        config = folder / CONFIG
+        return config.is_file() and str(read_json(config).get("peft_type", "")).upper() == "IA3"
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        config = read_json(require_file(folder, CONFIG, "(IA)³ adapter"))
+        path = require_file(folder, WEIGHTS, "(IA)³ adapter")
+        feedforward_modules = config.get("feedforward_modules") or []
+        vectors = {}
+        for key, tensor in read_safetensors(path).items():
+            match = re.fullmatch(r"(.+)\.ia3_l(?:\.[^.]+)?", strip_prefix(key))
+            if match is None:
+                continue  # modules_to_save heads: not composed yet
+            target = match.group(1)
+            if not matches_targets(target, config.get("target_modules")):
+                raise ModuleFormatError(f"{path}: {target} is not among the config's target_modules")
+            feedforward = matches_targets(target, feedforward_modules) if feedforward_modules else False
+            expected_ones = 0 if feedforward else 1  # PEFT stores (1, in) or (out, 1)
+            if tensor.dim() != 2 or tensor.shape[expected_ones] != 1:
+                kind = "feed-forward" if feedforward else "output"
+                raise ModuleFormatError(
+                    f"{path}: {target} is an {kind} target in the config, but ia3_l has shape {tuple(tensor.shape)}"
+                )
+            vectors[target] = IA3Vector(tensor.reshape(-1), feedforward)
+        if not vectors:
+            raise ModuleFormatError(f"{path} holds no ia3_l tensors")
+        return cls(vectors, config, str(folder))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            f"base_model.model.{target}.ia3_l": v.l.reshape(1, -1) if v.feedforward else v.l.reshape(-1, 1)
+            for target, v in self.vectors.items()
+        }
+        config = peft_base_config(self.config) | {
+            "peft_type": "IA3",
+            "target_modules": list(self.vectors),
+            "feedforward_modules": [t for t, v in self.vectors.items() if v.feedforward],
+            "init_ia3_weights": True,
+        }
+        write_json(folder / CONFIG, config)
+        write_safetensors(folder / WEIGHTS, tensors)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.vectors)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(v.l.numel() for v in self.vectors.values())
+
+    def expected_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        shapes: dict[str, tuple[int | None, ...]] = {}
+        for target, v in self.vectors.items():
+            n = v.l.numel()
+            out_in = (None, n) if v.feedforward else (n, None)
+            shapes[f"{target}.weight"] = out_in[::-1] if self.layout == "in_out" else out_in
+        return shapes
+
+    def edits(self) -> Edits:
+        scalings = {}
+        for target, v in self.vectors.items():
+            if v.feedforward:
+                scalings[target] = Scaling(layout=self.layout, in_scale=v.l)
+            else:
+                scalings[target] = Scaling(layout=self.layout, out_scale=v.l)
+        return Edits(scalings=scalings)
+
+    def delta_tensors(self) -> list[torch.Tensor]:
+        return [v.l - 1 for v in self.vectors.values()]
+
+    @classmethod
+    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
+        layouts = {module.layout for _, module in terms}
+        if len(layouts) > 1:
+            raise IncompatibleError("these (IA)³ modules disagree on fan_in_fan_out")
+        vectors = {}
+        for target in sorted({t for _, module in terms for t in module.vectors}):
+            present = [(c, m.vectors[target]) for c, m in terms if target in m.vectors]
+            kinds = {v.feedforward for _, v in present}
+            if len(kinds) > 1:
+                raise IncompatibleError(f"(IA)³ modules disagree on whether {target} is a feed-forward target")
+            l = 1 + sum(c * (v.l - 1) for c, v in present)  # noqa: E741
+            vectors[target] = IA3Vector(l, kinds.pop())
+        config = peft_base_config(terms[0][1].config)
+        return cls(vectors, config)

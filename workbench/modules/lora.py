@@ -1,0 +1,214 @@
+"""LoRA in PEFT's format: W + s·B·A per target, s = α/r (α/√r for rsLoRA).
+
+Exact mode sums the products: Σ cᵢsᵢBᵢAᵢ, written as one LoRA of rank Σrᵢ by stacking
+the factors (A on rows, cᵢsᵢBᵢ on columns), so its scaling is 1. Paper mode follows the
+reference implementation: A = Σ|cᵢ|Aᵢ, B = Σ cᵢBᵢ, which needs identical targets, ranks
+and scalings; negation flips B (eq. 6) and λ weights scale both factors (eq. 8).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import torch
+
+from workbench.errors import IncompatibleError, ModuleFormatError
+from workbench.modules.edits import Edits, Layout, LowRankDelta
+from workbench.modules.pem import PEM, Mode, strip_prefix
+from workbench.modules.tensor_io import read_json, read_safetensors, require_file, write_json, write_safetensors
+
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+
+
+@dataclass(frozen=True)
+class LoraFactor:
+    A: torch.Tensor  # (r, in)
+    B: torch.Tensor  # (out, r)
+    scale: float
+
+    @property
+    def rank(self) -> int:
+        return self.A.shape[0]
+
+
+def pattern_value(patterns: dict[str, Any], target: str, default: Any) -> Any:
+    """PEFT's rank_pattern/alpha_pattern lookup: a key matches a suffix of the module path."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", target):
+            return value
+    return default
+
+
+def matches_targets(path: str, target_modules: str | list[str] | None) -> bool:
+    if target_modules is None or target_modules == "all-linear":
+        return True
+    if isinstance(target_modules, str):
+        return re.fullmatch(target_modules, path) is not None
+    return any(path == t or path.endswith("." + t) for t in target_modules)
+
+
+def peft_base_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields an exported adapter keeps from its source: base model and task type."""
+    return {
+        "base_model_name_or_path": config.get("base_model_name_or_path"),
+        "task_type": config.get("task_type"),
+        "inference_mode": True,
+        "fan_in_fan_out": bool(config.get("fan_in_fan_out", False)),
+    }
+
+
+class LoraModule(PEM):
+    pem_type = "lora"
+
+    def __init__(self, factors: dict[str, LoraFactor], config: dict[str, Any], source: str = "") -> None:
+        self.factors = dict(sorted(factors.items()))
+        self.config = config
+        self.base_model = config.get("base_model_name_or_path")
+        self.source = source
+
+    @property
+    def layout(self) -> Layout:
+        return "in_out" if self.config.get("fan_in_fan_out") else "out_in"
+
+    @classmethod
+    def detect(cls, folder: Path) -> bool:
+        config = folder / CONFIG
+        return config.is_file() and str(read_json(config).get("peft_type", "")).upper() == "LORA"
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        config = read_json(require_file(folder, CONFIG, "LoRA adapter"))
+        for flag, what in (("use_dora", "DoRA"), ("lora_bias", "LoRA bias")):
+            if config.get(flag):
+                raise ModuleFormatError(f"{folder}: {what} adapters are not supported; use a plain LoRA")
+        path = require_file(folder, WEIGHTS, "LoRA adapter")
+        tensors = read_safetensors(path)
+        parts: dict[str, dict[str, torch.Tensor]] = {}
+        for key, tensor in tensors.items():
+            match = re.fullmatch(r"(.+)\.lora_([AB])(?:\.[^.]+)?\.weight", strip_prefix(key))
+            if match is None:
+                if "lora_embedding" in key:
+                    raise ModuleFormatError(f"{path}: LoRA on embeddings ({key}) is not supported")
+                continue  # modules_to_save heads: not composed yet
+            parts.setdefault(match.group(1), {})[match.group(2)] = tensor
+        if not parts:
+            raise ModuleFormatError(f"{path} holds no lora_A/lora_B tensors")
+        r, alpha = int(config.get("r", 8)), float(config.get("lora_alpha", 8))
+        rank_pattern, alpha_pattern = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
+        factors = {}
+        for target, pair in parts.items():
+            if set(pair) != {"A", "B"}:
+                missing = "lora_B" if "A" in pair else "lora_A"
+                raise ModuleFormatError(f"{path}: {target} has no {missing} tensor")
+            A, B = pair["A"], pair["B"]
+            if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[1]:
+                raise ModuleFormatError(f"{path}: {target} has lora_A {tuple(A.shape)} and lora_B {tuple(B.shape)}")
+            if not matches_targets(target, config.get("target_modules")):
+                raise ModuleFormatError(f"{path}: {target} is not among the config's target_modules")
+            rank = int(pattern_value(rank_pattern, target, r))
+            if rank != A.shape[0]:
+                raise ModuleFormatError(f"{folder}: the config says r={rank} for {target}, the tensors have {A.shape[0]}")
+            target_alpha = float(pattern_value(alpha_pattern, target, alpha))
+            scale = target_alpha / math.sqrt(rank) if config.get("use_rslora") else target_alpha / rank
+            factors[target] = LoraFactor(A, B, scale)
+        return cls(factors, config, str(folder))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for target, factor in self.factors.items():
+            tensors[f"base_model.model.{target}.lora_A.weight"] = factor.A
+            tensors[f"base_model.model.{target}.lora_B.weight"] = factor.B
+        ranks = [factor.rank for factor in self.factors.values()]
+        r = max(set(ranks), key=ranks.count)
+        config = peft_base_config(self.config) | {
+            "peft_type": "LORA",
+            "r": r,
+            "lora_alpha": r,
+            "use_rslora": False,
+            "lora_dropout": 0.0,
+            "bias": "none",
+            "target_modules": list(self.factors),
+            "rank_pattern": {t: f.rank for t, f in self.factors.items() if f.rank != r},
+            # alpha = scale·r reproduces each target's scaling exactly
+            "alpha_pattern": {t: f.scale * f.rank for t, f in self.factors.items() if f.scale * f.rank != r},
+        }
+        write_json(folder / CONFIG, config)
+        write_safetensors(folder / WEIGHTS, tensors)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.factors)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(f.A.numel() + f.B.numel() for f in self.factors.values())
+
+    def expected_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        shapes = {}
+        for target, factor in self.factors.items():
+            out_features, in_features = factor.B.shape[0], factor.A.shape[1]
+            shape = (in_features, out_features) if self.layout == "in_out" else (out_features, in_features)
+            shapes[f"{target}.weight"] = shape
+        return shapes
+
+    def edits(self) -> Edits:
+        return Edits(
+            deltas={
+                f"{target}.weight": [LowRankDelta(factor.B, factor.A, factor.scale, self.layout)]
+                for target, factor in self.factors.items()
+            }
+        )
+
+    def delta_tensors(self) -> list[torch.Tensor]:
+        return [factor.scale * factor.B @ factor.A for factor in self.factors.values()]
+
+    @classmethod
+    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
+        layouts = {module.layout for _, module in terms}
+        if len(layouts) > 1:
+            raise IncompatibleError("these LoRAs disagree on fan_in_fan_out, so they target different layouts")
+        config = peft_base_config(terms[0][1].config)
+        if mode == "paper":
+            return cls(_paper_factors(terms), config | {"fan_in_fan_out": layouts == {"in_out"}})
+        factors = {}
+        for target in sorted({t for _, module in terms for t in module.factors}):
+            present = [(c, m.factors[target]) for c, m in terms if target in m.factors]
+            A = torch.cat([f.A for _, f in present], dim=0)
+            B = torch.cat([c * f.scale * f.B for c, f in present], dim=1)
+            factors[target] = LoraFactor(A, B, 1.0)
+        return cls(factors, config)
+
+
+def _paper_factors(terms: Sequence[tuple[float, LoraModule]]) -> dict[str, LoraFactor]:
+    first = terms[0][1]
+    for _, module in terms[1:]:
+        if set(module.factors) != set(first.factors):
+            extra = sorted(set(module.factors) ^ set(first.factors))[0]
+            raise IncompatibleError(
+                f"paper mode needs LoRAs with the same targets, but only some have {extra}; use exact mode"
+            )
+        for target, factor in module.factors.items():
+            ref = first.factors[target]
+            if factor.A.shape != ref.A.shape or factor.B.shape != ref.B.shape:
+                raise IncompatibleError(
+                    f"paper mode needs equal shapes, but {target} has rank {ref.rank} in one LoRA "
+                    f"and {factor.rank} in another; use exact mode"
+                )
+            if not math.isclose(factor.scale, ref.scale, rel_tol=1e-6):
+                raise IncompatibleError(
+                    f"paper mode needs equal scalings, but {target} has α/r {ref.scale:g} and {factor.scale:g}; "
+                    "use exact mode"
+                )
+    factors = {}
+    for target, ref in first.factors.items():
+        A = sum(abs(c) * module.factors[target].A for c, module in terms)
+        B = sum(c * module.factors[target].B for c, module in terms)
+        factors[target] = LoraFactor(A, B, ref.scale)
+    return factors

@@ -1,0 +1,84 @@
+"""The protocol every PEM type implements, so the algebra can treat them alike.
+
+A type lives in one file (`lora.py`, `ia3.py`, `red.py`, `sparse.py`) and is listed in
+`registry.py`. It reads and writes its own format, says which base parameters it needs
+and at what shapes, combines a weighted list of its own kind (the algebra's two modes),
+and describes its effect as `Edits`, which fold exactly into the base weights.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar, Literal, Self
+
+import torch
+
+from workbench.modules.base_shapes import BaseShapes, check_shape
+from workbench.modules.edits import Edits
+
+Mode = Literal["exact", "paper"]
+MODES: tuple[Mode, ...] = ("exact", "paper")
+
+
+class PEM(ABC):
+    """A loaded parameter-efficient module; immutable once built."""
+
+    pem_type: ClassVar[str]
+    base_model: str | None
+    source: str
+
+    @classmethod
+    @abstractmethod
+    def detect(cls, folder: Path) -> bool:
+        """Whether `folder` holds a module of this type."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path) -> Self:
+        """Read a module, raising ModuleFormatError that names any missing or bad part."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write the module in its own format (PEFT's where one exists)."""
+
+    @abstractmethod
+    def expected_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """Base parameter name -> the shape this module needs there (None: any size)."""
+
+    @abstractmethod
+    def edits(self) -> Edits:
+        """The module's effect on the base model, foldable into its weights."""
+
+    @abstractmethod
+    def delta_tensors(self) -> list[torch.Tensor]:
+        """The module's delta form (what it changes, relative to no change), for norms and counts."""
+
+    @classmethod
+    @abstractmethod
+    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
+        """Σ cᵢ·moduleᵢ for modules of this type, in `mode` (DESIGN.md, the algebra)."""
+
+    @property
+    @abstractmethod
+    def targets(self) -> list[str]:
+        """The module paths (or parameters, for sparse vectors) the module touches."""
+
+    @property
+    @abstractmethod
+    def num_parameters(self) -> int:
+        """How many numbers the module stores."""
+
+    @property
+    def delta_norm(self) -> float:
+        return float(sum(float(t.float().pow(2).sum()) for t in self.delta_tensors()) ** 0.5)
+
+    def check_fits(self, base: BaseShapes, name: str) -> None:
+        """Raise IncompatibleError if any target is missing from `base` or has the wrong shape."""
+        for parameter, shape in self.expected_shapes().items():
+            check_shape(base, parameter, shape, name)
+
+
+def strip_prefix(key: str, prefix: str = "base_model.model.") -> str:
+    return key[len(prefix) :] if key.startswith(prefix) else key
