@@ -17,6 +17,7 @@ run: $(STAMP)
 	$(BIN)/python app.py
 
 test: $(STAMP)
+	$(BIN)/ruff check workbench tests app.py
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)

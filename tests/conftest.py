@@ -18,6 +18,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import transformers  # noqa: E402
 from transformers import (  # noqa: E402
     BertConfig,
     BertModel,
@@ -28,8 +29,6 @@ from transformers import (  # noqa: E402
     T5Config,
     T5ForConditionalGeneration,
 )
-
-import transformers  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
@@ -50,8 +49,13 @@ class BaseKind:
 
 def _llama() -> torch.nn.Module:
     config = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=128, max_position_embeddings=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        max_position_embeddings=64,
     )
     return LlamaForCausalLM(config)
 
@@ -62,7 +66,11 @@ def _gpt2() -> torch.nn.Module:
 
 def _bert() -> torch.nn.Module:
     config = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        vocab_size=128,
         max_position_embeddings=64,
     )
     return BertModel(config)
@@ -74,8 +82,12 @@ def _t5() -> torch.nn.Module:
 
 
 KINDS = {
-    "llama": BaseKind("llama", _llama, ["q_proj", "v_proj", "down_proj"], ["k_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "gpt2": BaseKind("gpt2", _gpt2, ["c_attn", "c_proj"], ["c_attn", "mlp.c_proj"], ["mlp.c_proj"], fan_in_fan_out=True),
+    "llama": BaseKind(
+        "llama", _llama, ["q_proj", "v_proj", "down_proj"], ["k_proj", "v_proj", "down_proj"], ["down_proj"]
+    ),
+    "gpt2": BaseKind(
+        "gpt2", _gpt2, ["c_attn", "c_proj"], ["c_attn", "mlp.c_proj"], ["mlp.c_proj"], fan_in_fan_out=True
+    ),
     "bert": BaseKind("bert", _bert, ["query", "value", "dense"], ["key", "value", "output.dense"], ["output.dense"]),
     "t5": BaseKind("t5", _t5, ["q", "v", "wo"], ["k", "v", "wo"], ["wo"]),
 }
@@ -134,8 +146,12 @@ def make_lora(base_dirs, workdir, kind: str, name: str, seed: int, r: int = 4, a
     model = load_base(base_dirs, kind)
     spec = KINDS[kind]
     config = LoraConfig(
-        r=r, lora_alpha=alpha, target_modules=spec.lora_targets, fan_in_fan_out=spec.fan_in_fan_out,
-        lora_dropout=0.0, **extra,
+        r=r,
+        lora_alpha=alpha,
+        target_modules=spec.lora_targets,
+        fan_in_fan_out=spec.fan_in_fan_out,
+        lora_dropout=0.0,
+        **extra,
     )
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, config)
@@ -172,7 +188,8 @@ def make_red(base_dirs, workdir, kind: str, name: str, seed: int) -> Path:
         if re.fullmatch(pattern, path):
             out_features = module.weight.shape[1] if kind == "gpt2" else module.weight.shape[0]
             vectors[path] = RedVector(
-                1 + 0.3 * torch.randn(out_features, generator=generator), 0.3 * torch.randn(out_features, generator=generator)
+                1 + 0.3 * torch.randn(out_features, generator=generator),
+                0.3 * torch.randn(out_features, generator=generator),
             )
     config = {"base_model_name_or_path": str(base_dirs[kind]), "fan_in_fan_out": kind == "gpt2"}
     folder = workdir / "adapters" / kind / name
@@ -202,8 +219,16 @@ def adapters(base_dirs, workdir) -> dict[str, dict[str, Path]]:
             "lora_a": make_lora(base_dirs, workdir, kind, "lora_a", seed=1),
             "lora_b": make_lora(base_dirs, workdir, kind, "lora_b", seed=2),
             "lora_c": make_lora(
-                base_dirs, workdir, kind, "lora_c", seed=3, r=2, alpha=3, use_rslora=True,
-                rank_pattern={KINDS[kind].lora_targets[0]: 6}, alpha_pattern={KINDS[kind].lora_targets[0]: 5},
+                base_dirs,
+                workdir,
+                kind,
+                "lora_c",
+                seed=3,
+                r=2,
+                alpha=3,
+                use_rslora=True,
+                rank_pattern={KINDS[kind].lora_targets[0]: 6},
+                alpha_pattern={KINDS[kind].lora_targets[0]: 5},
             ),
             "ia3_a": make_ia3(base_dirs, workdir, kind, "ia3_a", seed=4),
             "ia3_b": make_ia3(base_dirs, workdir, kind, "ia3_b", seed=5),

@@ -77,5 +77,7 @@ def test_saved_lora_round_trips(loras, tmp_path) -> None:
     result.save(tmp_path / "out")
     loaded = LoraModule.load(tmp_path / "out")
     for target, factor in result.factors.items():
-        torch.testing.assert_close(loaded.factors[target].scale * loaded.factors[target].B @ loaded.factors[target].A,
-                                   factor.scale * factor.B @ factor.A)
+        torch.testing.assert_close(
+            loaded.factors[target].scale * loaded.factors[target].B @ loaded.factors[target].A,
+            factor.scale * factor.B @ factor.A,
+        )

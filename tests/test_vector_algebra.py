@@ -99,7 +99,9 @@ def test_dare_is_seeded_and_rescales() -> None:
     assert 0.2 < float((first > 0).float().mean()) < 0.4
     x = _tiny_sparse([1.0, 2.0, 3.0], [0, 1, 2])
     y = _tiny_sparse([1.0, -2.0, 3.0], [0, 1, 2])
-    runs = [compose({"x": x, "y": y}, "x + y", merge=MergeOptions(m, 0.5, seed=3)).parts[0] for m in ("dare_linear",) * 2]
+    runs = [
+        compose({"x": x, "y": y}, "x + y", merge=MergeOptions(m, 0.5, seed=3)).parts[0] for m in ("dare_linear",) * 2
+    ]
     torch.testing.assert_close(runs[0].tensors["w"].values, runs[1].tensors["w"].values)
 
 
@@ -119,7 +121,10 @@ def test_merge_methods_refuse_other_types(modules) -> None:
 def test_mixed_types_stack_in_exact_mode_and_not_in_paper(modules) -> None:
     result = compose(modules, "lora_a + ia3_a - red_b + 0.5*sparse_a")
     assert result.pem_types == ("lora", "sparse", "ia3", "red")
-    with pytest.raises(IncompatibleError, match="paper mode needs modules of one type, but this mixes ia3: ia3_a; lora: lora_a; use exact mode"):
+    with pytest.raises(
+        IncompatibleError,
+        match="paper mode needs modules of one type, but this mixes ia3: ia3_a; lora: lora_a; use exact mode",
+    ):
         compose(modules, "lora_a + ia3_a", mode="paper")
 
 

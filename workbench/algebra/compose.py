@@ -118,7 +118,7 @@ def _check_same_base(modules: Mapping[str, PEM]) -> None:
                 continue
             other, other_shape = seen[parameter]
             if len(shape) != len(other_shape) or any(
-                a is not None and b is not None and a != b for a, b in zip(shape, other_shape)
+                a is not None and b is not None and a != b for a, b in zip(shape, other_shape, strict=False)
             ):
                 raise IncompatibleError(
                     f"{name} and {other} disagree on {parameter} ({_show(shape)} vs {_show(other_shape)}): "
@@ -149,7 +149,11 @@ def save_composition(composition: Composition, modules: Mapping[str, PEM], folde
             "canonical": composition.combination.canonical,
             "values": dict(composition.values),
             "mode": composition.mode,
-            "merge": {"method": composition.merge.method, "density": composition.merge.density, "seed": composition.merge.seed},
+            "merge": {
+                "method": composition.merge.method,
+                "density": composition.merge.density,
+                "seed": composition.merge.seed,
+            },
             "modules": entries,
         },
     )

@@ -204,7 +204,9 @@ class _Parser:
         while self.peek().kind == "op" and self.peek().text in "*/":
             operator = self.take()
             right = self.unary()
-            value = self.multiply(value, right, operator) if operator.text == "*" else self.divide(value, right, operator)
+            value = (
+                self.multiply(value, right, operator) if operator.text == "*" else self.divide(value, right, operator)
+            )
         return value
 
     def unary(self) -> _Value:
@@ -308,8 +310,7 @@ def parse(text: str, module_names: Iterable[str]) -> LinearCombination:
         loaded = ", ".join(sorted(module_names)) or "none"
         if names:
             raise ExpressionError(
-                f"the expression names no loaded module (unknown name(s): {', '.join(names)}); "
-                f"loaded modules: {loaded}"
+                f"the expression names no loaded module (unknown name(s): {', '.join(names)}); loaded modules: {loaded}"
             )
         raise ExpressionError(f"the expression is a plain number and names no module; loaded modules: {loaded}")
     terms = tuple((name, coefficient) for name, coefficient in value.modules if not coefficient.is_zero)

@@ -2,9 +2,11 @@
 
 Each works on one parameter at a time: `stacked` holds the modules' τ's on dim 0 and
 `weights` their coefficients. DARE draws from a generator seeded by the options, so the
-same options give the same merge. TIES follows Yadav et al. (and PEFT's merge_utils,
-which the tests use as a reference): trim to the top `density` by magnitude, elect the
-sign of the weighted total, and average the weighted values that agree with it.
+same options give the same merge. TIES follows Yadav et al.: trim to the top `density`
+by magnitude, elect a sign per entry, and average the weighted values that agree with
+it. We elect on the *weighted* values, so a negated term (x − y) votes with the sign it
+contributes; PEFT's merge_utils elects before weighting. With equal positive weights
+the two agree exactly, which the tests check.
 """
 
 from __future__ import annotations

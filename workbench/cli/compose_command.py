@@ -43,7 +43,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--base", required=True, help="base model: a local folder or a hub id (checks shapes)")
     parser.add_argument(
-        "--adapter", action="append", default=[], metavar="NAME=PATH", required=True,
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        required=True,
         help="a module to bind to NAME: a PEFT LoRA/(IA)³ folder, a RED or sparse folder, or a RED delta_vector.pth",
     )
     parser.add_argument("--expr", required=True, help='the expression, e.g. "lam*a + (1-lam)*b" or --expr=-a')
@@ -88,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
         raise WorkbenchError(f"--out {out} already exists and is not empty; choose a new folder")
     values = parse_values(args.set)
     merge = MergeOptions(args.merge, args.density, args.seed)
+    paths = parse_pairs(args.adapter, "--adapter")
     base = resolve_base(args.base)
-    modules = {name: load_module(path, base) for name, path in parse_pairs(args.adapter, "--adapter").items()}
+    modules = {name: load_module(path, base) for name, path in paths.items()}
     composition = compose(modules, args.expr, values, args.mode, merge)
     written = save_composition(composition, modules, out)
     coefficients = ", ".join(f"{name}: {value:g}" for name, value in composition.coefficients.items())

@@ -100,7 +100,7 @@ def check_shape(base: BaseShapes, parameter: str, expected: tuple[int | None, ..
     actual = base.lookup(parameter)
     if actual is None:
         raise IncompatibleError(f"module {module} targets {parameter}, which base {base.name} does not have")
-    if len(actual) != len(expected) or any(e is not None and e != a for e, a in zip(expected, actual)):
+    if len(actual) != len(expected) or any(e is not None and e != a for e, a in zip(expected, actual, strict=False)):
         shown = tuple("?" if e is None else e for e in expected)
         raise IncompatibleError(
             f"module {module} does not fit base {base.name}: {parameter} is {actual} there, the module needs {shown}"

@@ -113,7 +113,9 @@ class LoraModule(PEM):
                 raise ModuleFormatError(f"{path}: {target} is not among the config's target_modules")
             rank = int(pattern_value(rank_pattern, target, r))
             if rank != A.shape[0]:
-                raise ModuleFormatError(f"{folder}: the config says r={rank} for {target}, the tensors have {A.shape[0]}")
+                raise ModuleFormatError(
+                    f"{folder}: the config says r={rank} for {target}, the tensors have {A.shape[0]}"
+                )
             target_alpha = float(pattern_value(alpha_pattern, target, alpha))
             scale = target_alpha / math.sqrt(rank) if config.get("use_rslora") else target_alpha / rank
             factors[target] = LoraFactor(A, B, scale)

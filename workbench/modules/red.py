@@ -88,7 +88,9 @@ class RedModule(PEM):
                 missing = "activation_scaling" if scaling is None else "activation_bias"
                 raise ModuleFormatError(f"{path} has no {target}.{missing}, which pem_config.json lists")
             if scaling.shape != bias.shape or scaling.dim() != 1:
-                raise ModuleFormatError(f"{path}: {target} has scaling {tuple(scaling.shape)}, bias {tuple(bias.shape)}")
+                raise ModuleFormatError(
+                    f"{path}: {target} has scaling {tuple(scaling.shape)}, bias {tuple(bias.shape)}"
+                )
             vectors[target] = RedVector(scaling, bias)
         if not vectors:
             raise ModuleFormatError(f"{path} holds no RED vectors")

@@ -107,7 +107,9 @@ class SparseModule(PEM):
             if reference is None or not tensor.is_floating_point():
                 continue
             if reference.shape != tensor.shape:
-                raise IncompatibleError(f"{name} is {tuple(tensor.shape)} in the fine-tune, {tuple(reference.shape)} in the base")
+                raise IncompatibleError(
+                    f"{name} is {tuple(tensor.shape)} in the fine-tune, {tuple(reference.shape)} in the base"
+                )
             deltas[name] = tensor.float() - reference.float()
         if not deltas:
             raise IncompatibleError("the fine-tuned checkpoint shares no tensors with the base")

@@ -57,7 +57,9 @@ def activate(model: nn.Module, patched: Mapping[str, torch.Tensor]) -> Saved:
             saved.added.append(name)
             continue
         if current.shape != tensor.shape:
-            raise IncompatibleError(f"{name} is {tuple(current.shape)} in the model, {tuple(tensor.shape)} in the patch")
+            raise IncompatibleError(
+                f"{name} is {tuple(current.shape)} in the model, {tuple(tensor.shape)} in the patch"
+            )
         saved.originals[name] = current.data
         current.data = tensor
     return saved
