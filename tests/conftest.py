@@ -108,8 +108,31 @@ def base_dirs(workdir: Path) -> dict[str, Path]:
         perturb(model, 0, "bias", 0.0, 0.1)  # random init leaves biases at zero, which hides bias bugs
         folder = workdir / "bases" / name
         model.save_pretrained(folder)
+        if name in ("llama", "gpt2", "t5"):
+            save_char_tokenizer(folder)
         dirs[name] = folder
     return dirs
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+def save_char_tokenizer(folder: Path) -> None:
+    """A character-level tokenizer over the tiny models' 128-token vocabulary, with a chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>"]
+    characters = [chr(c) for c in range(32, 127)][: 128 - len(specials)]
+    vocab = {token: index for index, token in enumerate(specials + characters)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
 
 
 def load_base(base_dirs: dict[str, Path], kind: str) -> torch.nn.Module:

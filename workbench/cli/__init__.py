@@ -13,10 +13,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from workbench.cli import compose_command
+from workbench.cli import compose_command, generate_command
 from workbench.errors import WorkbenchError
 
-SUBCOMMANDS = (compose_command,)
+SUBCOMMANDS = (compose_command, generate_command)
 
 
 class UsageError(WorkbenchError):
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def attach_dash_values(argv: Sequence[str], options: Sequence[str] = ("--expr",)) -> list[str]:
+def attach_dash_values(argv: Sequence[str], options: Sequence[str] = ("--expr", "--prompt")) -> list[str]:
     """Let `--expr -a` mean `--expr=-a`: argparse would read `-a` as an option."""
     result: list[str] = []
     index = 0

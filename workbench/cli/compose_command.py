@@ -8,7 +8,8 @@ from pathlib import Path
 
 from workbench.algebra import MERGE_METHODS, MergeOptions, compose, save_composition
 from workbench.errors import WorkbenchError
-from workbench.modules import load_module, resolve_base
+from workbench.modules import load_module
+from workbench.runtime.loading import base_shapes_for
 
 DESCRIPTION = """\
 Compose PEMs by an arithmetic expression and write the result.
@@ -41,7 +42,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--base", required=True, help="base model: a local folder or a hub id (checks shapes)")
+    parser.add_argument(
+        "--base", required=True, help="base model: a zoo name, a local folder or a hub id (checks shapes)"
+    )
     parser.add_argument(
         "--adapter",
         action="append",
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     values = parse_values(args.set)
     merge = MergeOptions(args.merge, args.density, args.seed)
     paths = parse_pairs(args.adapter, "--adapter")
-    base = resolve_base(args.base)
+    base = base_shapes_for(args.base)
     modules = {name: load_module(path, base) for name, path in paths.items()}
     composition = compose(modules, args.expr, values, args.mode, merge)
     written = save_composition(composition, modules, out)

@@ -3,7 +3,7 @@
 Knows torch and safetensors only; never Gradio, never transformers model classes.
 """
 
-from workbench.modules.base_shapes import BaseShapes, resolve_base
+from workbench.modules.base_shapes import BaseShapes
 from workbench.modules.edits import Edits, fold
 from workbench.modules.ia3 import IA3Module
 from workbench.modules.lora import LoraModule
@@ -25,5 +25,4 @@ __all__ = [
     "SparseModule",
     "fold",
     "load_module",
-    "resolve_base",
 ]

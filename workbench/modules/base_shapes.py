@@ -29,15 +29,16 @@ class BaseShapes:
     shapes: Mapping[str, Shape]
     model_type: str | None = None
 
-    def lookup(self, parameter: str) -> Shape | None:
+    def resolve(self, parameter: str) -> str | None:
+        """The base's own name for `parameter`: itself, or the one key equal up to a leading prefix."""
         if parameter in self.shapes:
-            return self.shapes[parameter]
-        matches = [
-            shape
-            for key, shape in self.shapes.items()
-            if parameter.endswith("." + key) or key.endswith("." + parameter)
-        ]
+            return parameter
+        matches = [key for key in self.shapes if parameter.endswith("." + key) or key.endswith("." + parameter)]
         return matches[0] if len(matches) == 1 else None
+
+    def lookup(self, parameter: str) -> Shape | None:
+        key = self.resolve(parameter)
+        return None if key is None else self.shapes[key]
 
     @staticmethod
     def from_folder(folder: str | Path) -> BaseShapes:
@@ -84,15 +85,6 @@ class BaseShapes:
     @staticmethod
     def from_named_shapes(name: str, shapes: Mapping[str, Shape], model_type: str | None = None) -> BaseShapes:
         return BaseShapes(name=name, shapes=dict(shapes), model_type=model_type)
-
-
-def resolve_base(base: str) -> BaseShapes:
-    """A local folder if one exists at `base`, else a hub id (which reaches the network)."""
-    if Path(base).is_dir():
-        return BaseShapes.from_folder(base)
-    if Path(base).exists() or base.startswith((".", "/", "~")) or base.count("/") > 1:
-        raise WorkbenchError(f"base model folder {base!r} does not exist")
-    return BaseShapes.from_hub(base)
 
 
 def check_shape(base: BaseShapes, parameter: str, expected: tuple[int | None, ...], module: str) -> None:

@@ -111,6 +111,21 @@ class Edits:
             scalings[path] = scalings[path].then(scaling) if path in scalings else scaling
         return Edits(deltas, scalings)
 
+    def renamed(self, resolve: Callable[[str], str | None]) -> Edits:
+        """The same edits under the model's own parameter names (`resolve` maps a name to
+        the model's, or None to keep it), e.g. `encoder.x` for an adapter's `bert.encoder.x`."""
+
+        def param(name: str) -> str:
+            return resolve(name) or name
+
+        def path(module_path: str) -> str:
+            return param(f"{module_path}.weight").removesuffix(".weight")
+
+        return Edits(
+            deltas={param(name): items for name, items in self.deltas.items()},
+            scalings={path(p): scaling for p, scaling in self.scalings.items()},
+        )
+
     @property
     def parameter_names(self) -> set[str]:
         """The base parameters these edits replace (a bias may be new: see `fold`)."""

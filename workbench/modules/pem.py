@@ -8,10 +8,12 @@ and describes its effect as `Edits`, which fold exactly into the base weights.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import torch
 
@@ -74,10 +76,35 @@ class PEM(ABC):
     def delta_norm(self) -> float:
         return float(sum(float(t.float().pow(2).sum()) for t in self.delta_tensors()) ** 0.5)
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A digest of what the module does, so caches never confuse two modules that
+        share a name in different sessions."""
+        digest = hashlib.sha256(self.pem_type.encode())
+        edits = self.edits()
+        for name, deltas in sorted(edits.deltas.items()):
+            digest.update(name.encode())
+            for delta in deltas:
+                for value in vars(delta).values():
+                    _update(digest, value)
+        for path, scaling in sorted(edits.scalings.items()):
+            digest.update(path.encode())
+            for value in vars(scaling).values():
+                _update(digest, value)
+        return digest.hexdigest()[:16]
+
     def check_fits(self, base: BaseShapes, name: str) -> None:
         """Raise IncompatibleError if any target is missing from `base` or has the wrong shape."""
         for parameter, shape in self.expected_shapes().items():
             check_shape(base, parameter, shape, name)
+
+
+def _update(digest: Any, value: object) -> None:
+    if isinstance(value, torch.Tensor):
+        digest.update(str((value.dtype, tuple(value.shape))).encode())
+        digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    else:
+        digest.update(repr(value).encode())
 
 
 def strip_prefix(key: str, prefix: str = "base_model.model.") -> str:

@@ -1,0 +1,185 @@
+"""The SessionManager: per-session state, shared base models, and the composition cache.
+
+Every face (CLI, UI, tests) works through it:
+
+    manager = SessionManager()
+    manager.open("s1", "smollm2-135m-instruct")
+    manager.add_module("s1", "toxic", "assets/zoo/...")
+    manager.set_composition("s1", "-lam*toxic", {"lam": 0.6})
+    with manager.model_for("s1") as base:   # the composition is live inside
+        logits = base.model(**inputs).logits
+
+Model calls on one base hold its lock, so two sessions never see each other's weights.
+A composition stays active after a call (the next call of the same session costs
+nothing); another session's call swaps its own in. Patched-tensor sets are cached by
+(base, canonical expression, values, mode, merge, module fingerprints), so returning to
+a λ is a pointer swap, and a cache of size 0 (or a forked ZeroGPU worker) only costs a
+re-fold: the result is the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.algebra import Composition, MergeOptions, compose
+from workbench.errors import WorkbenchError
+from workbench.modules import PEM, fold, load_module
+from workbench.modules.pem import Mode
+from workbench.runtime.cache import DEFAULT_BUDGET_BYTES, CacheStats, PatchCache
+from workbench.runtime.loading import LoadedBase, load_base_model
+from workbench.runtime.patching import Saved, activate, deactivate
+
+
+@dataclass
+class SessionState:
+    """What one user is working on. Small and plain, so a UI can show or restore it."""
+
+    base: str
+    modules: dict[str, PEM] = field(default_factory=dict)
+    expression: str = ""
+    values: dict[str, float] = field(default_factory=dict)
+    mode: Mode = "exact"
+    merge: MergeOptions = field(default_factory=MergeOptions)
+    composition: Composition | None = None
+
+
+@dataclass
+class _Live:
+    key: Hashable | None
+    saved: Saved | None
+
+
+class SessionManager:
+    def __init__(self, cache_bytes: int = DEFAULT_BUDGET_BYTES, dtype: str = "auto", device: str = "auto") -> None:
+        self.cache = PatchCache(cache_bytes)
+        self.dtype = dtype
+        self.device = device
+        self._bases: dict[str, LoadedBase] = {}
+        self._live: dict[str, _Live] = {}
+        self._sessions: dict[str, SessionState] = {}
+        self._lock = threading.Lock()  # guards the dicts above; model calls use each base's own lock
+
+    # bases -------------------------------------------------------------
+
+    def base(self, name: str) -> LoadedBase:
+        """The loaded base `name`, loading it on first use (once per manager)."""
+        with self._lock:
+            loaded = self._bases.get(name)
+        if loaded is not None:
+            return loaded
+        loaded = load_base_model(name, self.dtype, self.device)
+        with self._lock:
+            loaded = self._bases.setdefault(name, loaded)
+            self._live.setdefault(name, _Live(None, None))
+        return loaded
+
+    # sessions ----------------------------------------------------------
+
+    def open(self, session: str, base: str) -> SessionState:
+        """Start (or restart on another base) a session; loads the base if needed."""
+        self.base(base)
+        state = SessionState(base=base)
+        with self._lock:
+            self._sessions[session] = state
+        return state
+
+    def state(self, session: str) -> SessionState:
+        with self._lock:
+            state = self._sessions.get(session)
+        if state is None:
+            raise WorkbenchError(f"session {session!r} is not open; load a base model first")
+        return state
+
+    def release(self, session: str) -> None:
+        """Forget a session and drop the cache entries only it used."""
+        with self._lock:
+            self._sessions.pop(session, None)
+        self.cache.release(session)
+
+    @property
+    def sessions(self) -> list[str]:
+        with self._lock:
+            return list(self._sessions)
+
+    def add_module(self, session: str, name: str, source: str | Path | PEM) -> PEM:
+        """Load a module (or take a loaded one) under `name`, checking it fits the base."""
+        if not name.isidentifier():
+            raise WorkbenchError(f"module name {name!r} must be a plain identifier, like toxic or lora_a")
+        state = self.state(session)
+        base = self.base(state.base)
+        module = load_module(source, base.shapes) if not isinstance(source, PEM) else source
+        module.check_fits(base.shapes, name)
+        state.modules[name] = module
+        return module
+
+    def remove_module(self, session: str, name: str) -> None:
+        state = self.state(session)
+        if name not in state.modules:
+            raise WorkbenchError(f"no module named {name!r} is loaded")
+        del state.modules[name]
+        if state.composition is not None and name in state.composition.combination.modules:
+            state.expression, state.values, state.composition = "", {}, None
+
+    def set_composition(
+        self,
+        session: str,
+        expression: str,
+        values: Mapping[str, float] | None = None,
+        mode: Mode = "exact",
+        merge: MergeOptions | None = None,
+    ) -> Composition | None:
+        """Validate and store the session's composition; an empty expression means the base.
+        On error the session keeps its previous composition."""
+        state = self.state(session)
+        merge = merge or MergeOptions()
+        if not expression.strip():
+            composition = None
+        else:
+            composition = compose(state.modules, expression, values or {}, mode, merge)
+        state.expression, state.values, state.mode, state.merge = expression, dict(values or {}), mode, merge
+        state.composition = composition
+        return composition
+
+    # model calls -------------------------------------------------------
+
+    def cache_key(self, state: SessionState) -> Hashable | None:
+        composition = state.composition
+        if composition is None or not composition.parts:
+            return None
+        modules = tuple((name, state.modules[name].fingerprint) for name in composition.combination.modules)
+        return (self.base(state.base).key, composition.key, modules)
+
+    @contextmanager
+    def model_for(self, session: str, use_base: bool = False) -> Iterator[LoadedBase]:
+        """Hold the base's lock with this session's composition live (or the bare base)."""
+        state = self.state(session)
+        base = self.base(state.base)
+        with base.lock:
+            self._make_live(base, state, session, None if use_base else self.cache_key(state))
+            yield base
+
+    def _make_live(self, base: LoadedBase, state: SessionState, session: str, key: Hashable | None) -> None:
+        live = self._live[state.base]
+        if live.key == key and key is not None:
+            self.cache.get(key, session)  # count the hit, mark the session as a user
+            return
+        if live.key == key:
+            return
+        if live.saved is not None:
+            deactivate(base.model, live.saved)
+            live.key, live.saved = None, None
+        if key is None:
+            return
+        patched = self.cache.get(key, session)
+        if patched is None:
+            patched = fold(state.composition.edits().renamed(base.shapes.resolve), base.lookup)
+            self.cache.put(key, patched, session)
+        live.saved = activate(base.model, patched)
+        live.key = key
+
+    def stats(self) -> CacheStats:
+        return self.cache.stats()
