@@ -106,22 +106,26 @@ def test_lru_eviction_within_budget(base_dirs, adapters) -> None:
     assert stats.entries == 2 and stats.bytes == 2 * one
 
 
-def test_no_cache_gives_the_same_answers(base_dirs, adapters) -> None:
+@pytest.mark.parametrize("budget", ["none", "one entry", "plenty"])
+def test_every_cache_budget_gives_the_same_answers(base_dirs, adapters, budget) -> None:
+    """Without a cache, with one that evicts (and folds into evicted memory), and with room."""
     results = []
-    for budget in (0, 1 << 30):
-        manager = SessionManager(cache_bytes=budget)
+    for variant in ("reference", budget):
+        manager = SessionManager(cache_bytes=0 if variant == "none" else 1 << 30)
         manager.open("s", str(base_dirs["llama"]))
         manager.add_module("s", "a", adapters["llama"]["lora_a"])
         manager.add_module("s", "r", adapters["llama"]["red_a"])
         run = []
-        for lam in (0.2, 0.9, 0.2):
+        for lam in (0.2, 0.9, 0.4, 0.2, 0.7):
             manager.set_composition("s", "lam*a - r", {"lam": lam})
             run.append(live_outputs(manager, "s"))
-            run.append(live_outputs(manager, "s", use_base=True))
+            if variant == "one entry" and manager.cache.budget == 1 << 30:
+                manager.cache.budget = manager.stats().bytes
+            if lam == 0.4:
+                run.append(live_outputs(manager, "s", use_base=True))
         results.append(run)
-        assert manager.stats().entries == (0 if budget == 0 else 2)
-    for uncached, cached in zip(*results, strict=True):
-        assert torch.equal(uncached, cached)
+    for expected, got in zip(*results, strict=True):
+        assert torch.equal(expected, got)
 
 
 def test_release_drops_only_that_sessions_entries(base_dirs, adapters) -> None:

@@ -9,6 +9,7 @@ composition. Paper mode refuses mixed types, as the reference implementation wou
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,14 +31,18 @@ CompositionKey = tuple[str, tuple[tuple[str, float], ...], str, MergeOptions]
 
 @dataclass(frozen=True)
 class Composition:
-    """The result of composing: one combined PEM per type present, in stacking order."""
+    """The result of composing: one combined PEM per type present, in stacking order.
+
+    Everything that can be wrong is checked when it is built; the combined tensors
+    (`parts`) are computed on first use, so a cache keyed by `key` can skip them.
+    """
 
     combination: LinearCombination
     values: tuple[tuple[str, float], ...]
     mode: Mode
     merge: MergeOptions
     coefficients: Mapping[str, float]
-    parts: tuple[PEM, ...] = field(compare=False)
+    groups: tuple[tuple[str, tuple[tuple[float, PEM], ...]], ...] = field(compare=False, repr=False)
 
     @property
     def key(self) -> CompositionKey:
@@ -46,7 +51,18 @@ class Composition:
 
     @property
     def pem_types(self) -> tuple[str, ...]:
-        return tuple(part.pem_type for part in self.parts)
+        return tuple(pem_type for pem_type, _ in self.groups)
+
+    @functools.cached_property
+    def parts(self) -> tuple[PEM, ...]:
+        parts = []
+        for pem_type, terms in self.groups:
+            if pem_type == "sparse" and self.merge.method != "linear":
+                settings = {"method": self.merge.method, "density": self.merge.density}
+                parts.append(SparseModule.merge(terms, self.merge.function(), settings))
+            else:
+                parts.append(PEM_TYPES[pem_type].combine(terms, self.mode))
+        return tuple(parts)
 
     def edits(self) -> Edits:
         edits = Edits()
@@ -76,31 +92,24 @@ def compose(
     coefficients = combination.coefficients(values)
     used = {name: modules[name] for name in combination.modules}
     _check_same_base(used)
-    groups: dict[str, list[tuple[float, PEM]]] = {}
+    by_type: dict[str, list[tuple[float, PEM]]] = {}
     for name, module in used.items():
-        groups.setdefault(module.pem_type, []).append((coefficients[name], module))
-    if mode == "paper" and len(groups) > 1:
-        kinds = "; ".join(f"{t}: {', '.join(n for n, m in used.items() if m.pem_type == t)}" for t in groups)
+        by_type.setdefault(module.pem_type, []).append((coefficients[name], module))
+    if mode == "paper" and len(by_type) > 1:
+        kinds = "; ".join(f"{t}: {', '.join(n for n, m in used.items() if m.pem_type == t)}" for t in by_type)
         raise IncompatibleError(f"paper mode needs modules of one type, but this mixes {kinds}; use exact mode")
-    if merge.method != "linear" and set(groups) - {"sparse"}:
+    if merge.method != "linear" and set(by_type) - {"sparse"}:
         raise IncompatibleError(f"merge method {merge.method} applies to sparse task vectors only; use linear")
-    parts = []
-    for pem_type, cls in PEM_TYPES.items():
-        if pem_type not in groups:
-            continue
-        terms = groups[pem_type]
-        if pem_type == "sparse" and merge.method != "linear":
-            settings = {"method": merge.method, "density": merge.density}
-            parts.append(SparseModule.merge(terms, merge.function(), settings))
-        else:
-            parts.append(cls.combine(terms, mode))
+    groups = tuple((t, tuple(by_type[t])) for t in PEM_TYPES if t in by_type)
+    for pem_type, terms in groups:
+        PEM_TYPES[pem_type].check_combinable(terms, mode)
     return Composition(
         combination=combination,
         values=tuple(sorted(values.items())),
         mode=mode,
         merge=merge,
         coefficients=coefficients,
-        parts=tuple(parts),
+        groups=groups,
     )
 
 
@@ -112,7 +121,7 @@ def _check_same_base(modules: Mapping[str, PEM]) -> None:
         raise IncompatibleError(f"these modules were made for different base models: {shown}")
     seen: dict[str, tuple[str, tuple[int | None, ...]]] = {}
     for name, module in modules.items():
-        for parameter, shape in module.expected_shapes().items():
+        for parameter, shape in module.needed_shapes.items():
             if parameter not in seen:
                 seen[parameter] = (name, shape)
                 continue

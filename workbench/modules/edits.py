@@ -14,7 +14,7 @@ additive deltas first, then multiplicative scalings, RED's shift last:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,12 +32,16 @@ class LowRankDelta:
     scale: float
     layout: Layout = "out_in"
 
-    def add_to(self, weight: torch.Tensor) -> torch.Tensor:
+    def add_to(self, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """weight + delta, written to `out` when given (which may be `weight` itself)."""
         B = self.B.to(weight.device, weight.dtype)
         A = self.A.to(weight.device, weight.dtype)
-        if self.layout == "in_out":
-            return torch.addmm(weight, A.T, B.T, alpha=self.scale)
-        return torch.addmm(weight, B, A, alpha=self.scale)
+        left, right = (A.T, B.T) if self.layout == "in_out" else (B, A)
+        if out is None:
+            return torch.addmm(weight, left, right, alpha=self.scale)
+        if out is weight:
+            return out.addmm_(left, right, alpha=self.scale)
+        return torch.addmm(weight, left, right, alpha=self.scale, out=out)
 
     @property
     def nbytes(self) -> int:
@@ -51,10 +55,15 @@ class SparseDelta:
     indices: torch.Tensor
     values: torch.Tensor
 
-    def add_to(self, weight: torch.Tensor) -> torch.Tensor:
-        flat = weight.reshape(-1).clone()
+    def add_to(self, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """weight + delta, written to `out` when given (which may be `weight` itself)."""
+        if out is None:
+            out = weight.clone()
+        elif out is not weight:
+            out.copy_(weight)
+        flat = out.view(-1)
         flat.index_add_(0, self.indices.to(weight.device), self.values.to(weight.device, weight.dtype))
-        return flat.view_as(weight)
+        return out
 
     @property
     def nbytes(self) -> int:
@@ -138,31 +147,48 @@ class Edits:
         return names
 
 
-def fold(edits: Edits, base: Callable[[str], torch.Tensor | None]) -> dict[str, torch.Tensor]:
+def fold(
+    edits: Edits,
+    base: Callable[[str], torch.Tensor | None],
+    reuse: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """Patched tensors for `edits` on a base whose parameters `base(name)` returns.
 
     The result holds a new tensor for each parameter the edits touch, on the base
     tensor's device and in its dtype; arithmetic runs in float32 at least. A bias is
     created (as zeros) where a shift needs one and the base Linear has none. Raises
     KeyError naming a parameter the base does not have.
+
+    `reuse` offers spare tensors (from an evicted composition) to write into, by name:
+    on a CPU, writing into memory already touched is several times faster than into
+    fresh pages, which is most of a cold recompose. They must be referenced nowhere else.
     """
     patched: dict[str, torch.Tensor] = {}
     for name, items in edits.deltas.items():
         tensor = _require(base, name)
         work = tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+        out = _spare(reuse, name, work)
         for delta in items:
-            work = delta.add_to(work)
+            work = delta.add_to(work, out)
+            out = work
         patched[name] = work
     for path, scaling in edits.scalings.items():
         weight_name, bias_name = f"{path}.weight", f"{path}.bias"
         weight = patched.get(weight_name)
+        owned = weight is not None
         if weight is None:
             weight = _require(base, weight_name).float()
         out_axis, in_axis = (0, 1) if scaling.layout == "out_in" else (1, 0)
-        if scaling.out_scale is not None:
-            weight = weight * _along(scaling.out_scale, out_axis, weight)
-        if scaling.in_scale is not None:
-            weight = weight * _along(scaling.in_scale, in_axis, weight)
+        for vector, axis in ((scaling.out_scale, out_axis), (scaling.in_scale, in_axis)):
+            if vector is None:
+                continue
+            out = weight if owned else _spare(reuse, weight_name, weight)
+            weight = (
+                torch.mul(weight, _along(vector, axis, weight), out=out)
+                if out is not None
+                else weight * _along(vector, axis, weight)
+            )
+            owned = True
         if scaling.out_scale is not None or scaling.in_scale is not None:
             patched[weight_name] = weight
         if scaling.out_scale is None and scaling.out_shift is None:
@@ -181,6 +207,15 @@ def fold(edits: Edits, base: Callable[[str], torch.Tensor | None]) -> dict[str, 
             bias = bias + scaling.out_shift.to(bias.device)
         patched[bias_name] = bias
     return {name: _like_base(base, name, tensor) for name, tensor in patched.items()}
+
+
+def _spare(reuse: Mapping[str, torch.Tensor] | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
+    if reuse is None:
+        return None
+    spare = reuse.get(name)
+    if spare is None or spare.shape != like.shape or spare.dtype != like.dtype or spare.device != like.device:
+        return None
+    return spare
 
 
 def _require(base: Callable[[str], torch.Tensor | None], name: str) -> torch.Tensor:

@@ -119,17 +119,22 @@ class IA3Module(PEM):
         return [v.l - 1 for v in self.vectors.values()]
 
     @classmethod
-    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
-        layouts = {module.layout for _, module in terms}
-        if len(layouts) > 1:
+    def check_combinable(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> None:
+        if len({module.layout for _, module in terms}) > 1:
             raise IncompatibleError("these (IA)³ modules disagree on fan_in_fan_out")
+        kinds: dict[str, bool] = {}
+        for _, module in terms:
+            for target, vector in module.vectors.items():
+                if kinds.setdefault(target, vector.feedforward) != vector.feedforward:
+                    raise IncompatibleError(f"(IA)³ modules disagree on whether {target} is a feed-forward target")
+
+    @classmethod
+    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
+        cls.check_combinable(terms, mode)
         vectors = {}
         for target in sorted({t for _, module in terms for t in module.vectors}):
             present = [(c, m.vectors[target]) for c, m in terms if target in m.vectors]
-            kinds = {v.feedforward for _, v in present}
-            if len(kinds) > 1:
-                raise IncompatibleError(f"(IA)³ modules disagree on whether {target} is a feed-forward target")
             l = 1 + sum(c * (v.l - 1) for c, v in present)  # noqa: E741
-            vectors[target] = IA3Vector(l, kinds.pop())
+            vectors[target] = IA3Vector(l, present[0][1].feedforward)
         config = peft_base_config(terms[0][1].config)
         return cls(vectors, config)

@@ -172,13 +172,27 @@ class LoraModule(PEM):
         return [factor.scale * factor.B @ factor.A for factor in self.factors.values()]
 
     @classmethod
-    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
-        layouts = {module.layout for _, module in terms}
-        if len(layouts) > 1:
+    def check_combinable(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> None:
+        if len({module.layout for _, module in terms}) > 1:
             raise IncompatibleError("these LoRAs disagree on fan_in_fan_out, so they target different layouts")
+        if mode == "paper":
+            _check_paper_compatible(terms)
+
+    @classmethod
+    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
+        cls.check_combinable(terms, mode)
         config = peft_base_config(terms[0][1].config)
         if mode == "paper":
-            return cls(_paper_factors(terms), config | {"fan_in_fan_out": layouts == {"in_out"}})
+            first = terms[0][1]
+            factors = {
+                target: LoraFactor(
+                    sum(abs(c) * module.factors[target].A for c, module in terms),
+                    sum(c * module.factors[target].B for c, module in terms),
+                    ref.scale,
+                )
+                for target, ref in first.factors.items()
+            }
+            return cls(factors, config)
         factors = {}
         for target in sorted({t for _, module in terms for t in module.factors}):
             present = [(c, m.factors[target]) for c, m in terms if target in m.factors]
@@ -188,7 +202,7 @@ class LoraModule(PEM):
         return cls(factors, config)
 
 
-def _paper_factors(terms: Sequence[tuple[float, LoraModule]]) -> dict[str, LoraFactor]:
+def _check_paper_compatible(terms: Sequence[tuple[float, LoraModule]]) -> None:
     first = terms[0][1]
     for _, module in terms[1:]:
         if set(module.factors) != set(first.factors):
@@ -208,9 +222,3 @@ def _paper_factors(terms: Sequence[tuple[float, LoraModule]]) -> dict[str, LoraF
                     f"paper mode needs equal scalings, but {target} has α/r {ref.scale:g} and {factor.scale:g}; "
                     "use exact mode"
                 )
-    factors = {}
-    for target, ref in first.factors.items():
-        A = sum(abs(c) * module.factors[target].A for c, module in terms)
-        B = sum(c * module.factors[target].B for c, module in terms)
-        factors[target] = LoraFactor(A, B, ref.scale)
-    return factors

@@ -58,6 +58,12 @@ class PEM(ABC):
         """The module's delta form (what it changes, relative to no change), for norms and counts."""
 
     @classmethod
+    def check_combinable(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> None:
+        """Raise IncompatibleError if `combine` would refuse these terms; cheap, no tensors built.
+        The default accepts any terms (sparse vectors: shapes are checked by `compose`)."""
+        return None
+
+    @classmethod
     @abstractmethod
     def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
         """Σ cᵢ·moduleᵢ for modules of this type, in `mode` (DESIGN.md, the algebra)."""
@@ -75,6 +81,11 @@ class PEM(ABC):
     @property
     def delta_norm(self) -> float:
         return float(sum(float(t.float().pow(2).sum()) for t in self.delta_tensors()) ** 0.5)
+
+    @functools.cached_property
+    def needed_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """`expected_shapes()`, computed once: modules are immutable."""
+        return self.expected_shapes()
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -95,7 +106,7 @@ class PEM(ABC):
 
     def check_fits(self, base: BaseShapes, name: str) -> None:
         """Raise IncompatibleError if any target is missing from `base` or has the wrong shape."""
-        for parameter, shape in self.expected_shapes().items():
+        for parameter, shape in self.needed_shapes.items():
             check_shape(base, parameter, shape, name)
 
 

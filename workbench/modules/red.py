@@ -158,9 +158,13 @@ class RedModule(PEM):
         return [t for v in self.vectors.values() for t in (v.scaling - 1, v.bias)]
 
     @classmethod
-    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
+    def check_combinable(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> None:
         if len({module.layout for _, module in terms}) > 1:
             raise IncompatibleError("these RED modules disagree on fan_in_fan_out")
+
+    @classmethod
+    def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
+        cls.check_combinable(terms, mode)
         vectors = {}
         for target in sorted({t for _, module in terms for t in module.vectors}):
             present = [(c, m.vectors[target]) for c, m in terms if target in m.vectors]

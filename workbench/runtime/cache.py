@@ -59,18 +59,28 @@ class PatchCache:
             self._entries.move_to_end(key)
             return entry.tensors
 
-    def put(self, key: Hashable, tensors: dict[str, torch.Tensor], session: str) -> None:
-        """Store `tensors`, evicting least recently used entries to stay within budget.
-        A set larger than the whole budget is not stored."""
+    def put(
+        self, key: Hashable, tensors: dict[str, torch.Tensor], session: str
+    ) -> list[tuple[Hashable, dict[str, torch.Tensor]]]:
+        """Store `tensors`, evicting least recently used entries to stay within budget, and
+        return the evicted ones (their memory can be reused). A set larger than the whole
+        budget is not stored."""
         nbytes = tensor_bytes(tensors)
+        evicted: list[tuple[Hashable, dict[str, torch.Tensor]]] = []
         with self._lock:
             if key in self._entries or nbytes > self.budget:
-                return
+                return evicted
             while self._entries and self._bytes + nbytes > self.budget:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
+                old_key, entry = self._entries.popitem(last=False)
+                self._bytes -= entry.nbytes
+                evicted.append((old_key, entry.tensors))
             self._entries[key] = CacheEntry(tensors, nbytes, {session})
             self._bytes += nbytes
+        return evicted
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._entries
 
     def release(self, session: str) -> None:
         with self._lock:

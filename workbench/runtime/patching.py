@@ -8,6 +8,7 @@ removed again.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -36,12 +37,19 @@ def base_lookup(model: nn.Module) -> Callable[[str], torch.Tensor | None]:
     return lookup
 
 
+_MODULES: weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]] = weakref.WeakKeyDictionary()
+
+
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The module holding parameter `name`, from a path index built once per model."""
+    modules = _MODULES.get(model)
+    if modules is None:
+        modules = _MODULES[model] = dict(model.named_modules(remove_duplicate=False))
     path, _, attribute = name.rpartition(".")
-    try:
-        return (model.get_submodule(path) if path else model), attribute
-    except AttributeError:
-        raise IncompatibleError(f"the model has no module {path!r} for parameter {name}") from None
+    module = modules.get(path)
+    if module is None:
+        raise IncompatibleError(f"the model has no module {path!r} for parameter {name}")
+    return module, attribute
 
 
 def activate(model: nn.Module, patched: Mapping[str, torch.Tensor]) -> Saved:

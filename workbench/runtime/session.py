@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from workbench.algebra import Composition, MergeOptions, compose
 from workbench.errors import WorkbenchError
 from workbench.modules import PEM, fold, load_module
@@ -49,8 +51,12 @@ class SessionState:
 
 @dataclass
 class _Live:
-    key: Hashable | None
-    saved: Saved | None
+    """Per base: the composition now in the model, and spare tensors to fold into next."""
+
+    key: Hashable | None = None
+    saved: Saved | None = None
+    patched: dict[str, torch.Tensor] | None = None
+    spare: dict[str, torch.Tensor] | None = None
 
 
 class SessionManager:
@@ -74,7 +80,7 @@ class SessionManager:
         loaded = load_base_model(name, self.dtype, self.device)
         with self._lock:
             loaded = self._bases.setdefault(name, loaded)
-            self._live.setdefault(name, _Live(None, None))
+            self._live.setdefault(loaded.key, _Live())
         return loaded
 
     # sessions ----------------------------------------------------------
@@ -148,7 +154,7 @@ class SessionManager:
 
     def cache_key(self, state: SessionState) -> Hashable | None:
         composition = state.composition
-        if composition is None or not composition.parts:
+        if composition is None or not composition.groups:
             return None
         modules = tuple((name, state.modules[name].fingerprint) for name in composition.combination.modules)
         return (self.base(state.base).key, composition.key, modules)
@@ -163,23 +169,33 @@ class SessionManager:
             yield base
 
     def _make_live(self, base: LoadedBase, state: SessionState, session: str, key: Hashable | None) -> None:
-        live = self._live[state.base]
-        if live.key == key and key is not None:
-            self.cache.get(key, session)  # count the hit, mark the session as a user
-            return
+        live = self._live[base.key]
         if live.key == key:
+            if key is not None:
+                self.cache.get(key, session)  # count the hit, mark the session as a user
             return
         if live.saved is not None:
             deactivate(base.model, live.saved)
-            live.key, live.saved = None, None
+            if live.key not in self.cache:  # uncached (or evicted while live): its memory is free now
+                live.spare = live.patched
+            live.key, live.saved, live.patched = None, None, None
         if key is None:
             return
         patched = self.cache.get(key, session)
         if patched is None:
-            patched = fold(state.composition.edits().renamed(base.shapes.resolve), base.lookup)
-            self.cache.put(key, patched, session)
+            edits = state.composition.edits().renamed(base.shapes.resolve)
+            patched = fold(edits, base.lookup, reuse=live.spare)
+            live.spare = None
+            for evicted_key, tensors in self.cache.put(key, patched, session):
+                self._recycle(evicted_key, tensors)
         live.saved = activate(base.model, patched)
-        live.key = key
+        live.key, live.patched = key, patched
+
+    def _recycle(self, key: Hashable, tensors: dict[str, torch.Tensor]) -> None:
+        """Keep an evicted set as spare memory for its base's next fold, unless it is live."""
+        live = self._live.get(key[0])
+        if live is not None and live.key != key:
+            live.spare = tensors
 
     def stats(self) -> CacheStats:
         return self.cache.stats()
