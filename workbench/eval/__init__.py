@@ -1,0 +1,22 @@
+"""Evaluation: task metrics, perplexity, toxicity, streamed λ sweeps and automatic λ."""
+
+from workbench.eval.measures import PerplexityMeasure, TaskMeasure, ToxicityMeasure
+from workbench.eval.sweep import GridAxis, ResultCache, SweepUpdate, parse_grid, sweep
+from workbench.eval.tasks import ClassificationTask, load_csv_task
+from workbench.eval.toxicity import DetoxifyScorer, ProfanityScorer, default_scorer
+
+__all__ = [
+    "ClassificationTask",
+    "DetoxifyScorer",
+    "GridAxis",
+    "PerplexityMeasure",
+    "ProfanityScorer",
+    "ResultCache",
+    "SweepUpdate",
+    "TaskMeasure",
+    "ToxicityMeasure",
+    "default_scorer",
+    "load_csv_task",
+    "parse_grid",
+    "sweep",
+]

@@ -1,0 +1,94 @@
+"""What a sweep measures at each point: a task metric, perplexity, or toxicity.
+
+A measure is anything with a `key` (what its result depends on besides the model) and
+`run(base) -> {column: value}`, called with the composition live. Results are cached by
+(composition key, measure key), so the key must name the task, n, seed and scorer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from workbench.eval.classify import evaluate
+from workbench.eval.perplexity import perplexity
+from workbench.eval.sampling import PAPER_PROMPT, sample
+from workbench.eval.tasks import ClassificationTask
+from workbench.eval.toxicity import Scorer, summarise
+from workbench.runtime.loading import LoadedBase
+
+
+class Measure(Protocol):
+    @property
+    def key(self) -> Hashable: ...
+
+    @property
+    def columns(self) -> tuple[str, ...]: ...
+
+    def run(self, base: LoadedBase) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class TaskMeasure:
+    task: ClassificationTask
+    n: int | None = 200
+    seed: int = 0
+
+    @property
+    def key(self) -> Hashable:
+        return ("task", self.task.name, self.task.metric, len(self.task.texts), self.n, self.seed)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.task.name,)
+
+    def run(self, base: LoadedBase) -> dict[str, float]:
+        return {self.task.name: evaluate(base, self.task.subset(self.n, self.seed))}
+
+
+@dataclass(frozen=True)
+class PerplexityMeasure:
+    text: str
+    name: str = "perplexity"
+    stride: int | None = None
+
+    @property
+    def key(self) -> Hashable:
+        return ("perplexity", self.name, hash(self.text), len(self.text), self.stride)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def run(self, base: LoadedBase) -> dict[str, float]:
+        return {self.name: perplexity(base, self.text, stride=self.stride)}
+
+
+@dataclass(frozen=True)
+class ToxicityMeasure:
+    scorer: Scorer = field(compare=False)
+    prompts: tuple[str, ...] = (PAPER_PROMPT,)
+    n: int = 40
+    seed: int = 0
+    max_new_tokens: int = 40
+    chat: bool = False
+
+    @property
+    def key(self) -> Hashable:
+        return ("toxicity", self.scorer.name, self.prompts, self.n, self.seed, self.max_new_tokens, self.chat)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("toxicity", "toxic_rate")
+
+    def run(self, base: LoadedBase) -> dict[str, float]:
+        return self.score_samples(self.samples(base))[0]
+
+    def samples(self, base: LoadedBase) -> list[tuple[str, str]]:
+        return sample(base, self.prompts, self.n, self.seed, self.max_new_tokens, self.chat)
+
+    def score_samples(self, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, float], list[float]]:
+        scores = self.scorer.score([completion for _, completion in pairs])
+        summary = summarise(self.scorer, scores)
+        return {"toxicity": summary.mean, "toxic_rate": summary.toxic_rate}, scores
