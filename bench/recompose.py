@@ -130,7 +130,6 @@ def main() -> None:
     floor = 2 * touched_bytes / bandwidth
     bytes_ratio = stats.bytes / stats.entries / touched_bytes
 
-
     peft_model = PeftModel.from_pretrained(
         transformers.AutoModelForCausalLM.from_pretrained(folder), str(paths[0]), adapter_name="a"
     )

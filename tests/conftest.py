@@ -35,6 +35,7 @@ transformers.logging.disable_progress_bar()
 
 from workbench.modules.red import RED_TARGETS, RedModule, RedVector  # noqa: E402
 from workbench.modules.sparse import SparseModule, SparseTensor  # noqa: E402
+from workbench.tiny import save_char_tokenizer  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -112,27 +113,6 @@ def base_dirs(workdir: Path) -> dict[str, Path]:
             save_char_tokenizer(folder)
         dirs[name] = folder
     return dirs
-
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
-    "{% if add_generation_prompt %}<assistant>{% endif %}"
-)
-
-
-def save_char_tokenizer(folder: Path) -> None:
-    """A character-level tokenizer over the tiny models' 128-token vocabulary, with a chat template."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "</s>", "<unk>"]
-    characters = [chr(c) for c in range(32, 127)][: 128 - len(specials)]
-    vocab = {token: index for index, token in enumerate(specials + characters)}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(folder)
 
 
 def load_base(base_dirs: dict[str, Path], kind: str) -> torch.nn.Module:

@@ -14,6 +14,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from workbench.tiny import save_char_tokenizer
+
 HERE = Path(__file__).parent
 
 
@@ -24,6 +26,7 @@ def main() -> None:
         num_key_value_heads=2, vocab_size=128, max_position_embeddings=64,
     )  # fmt: skip
     LlamaForCausalLM(config).save_pretrained(HERE / "tiny-llama")
+    save_char_tokenizer(HERE / "tiny-llama")
     for seed, name in ((1, "lora-a"), (2, "lora-b")):
         torch.manual_seed(seed)
         model = LlamaForCausalLM.from_pretrained(HERE / "tiny-llama")

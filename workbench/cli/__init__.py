@@ -13,10 +13,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from workbench.cli import compose_command, generate_command
+from workbench.cli import compose_command, generate_command, sweep_command
 from workbench.errors import WorkbenchError
 
-SUBCOMMANDS = (compose_command, generate_command)
+SUBCOMMANDS = (compose_command, generate_command, sweep_command)
 
 
 class UsageError(WorkbenchError):
@@ -55,6 +55,8 @@ def attach_dash_values(argv: Sequence[str], options: Sequence[str] = ("--expr", 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also silences transformers' loading bars
     argv = attach_dash_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = build_parser().parse_args(argv)

@@ -1,0 +1,59 @@
+"""Presets: the paper's Table 1 settings (and RED and LoTA variants) over zoo modules.
+
+A preset names a zoo base, the zoo adapters it binds (expression name -> zoo adapter),
+the expression, the grid and the tasks. The UI's preset menu and `sweep --preset` read
+this one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    setting: str
+    base: str
+    adapters: dict[str, str]
+    expression: str
+    grid: str
+    tasks: tuple[str, ...]
+
+
+def _generalization(pem: str) -> Preset:
+    return Preset(
+        f"distribution-generalization-{pem}", "distribution generalization (θ₁ ⊕ θ₂)", "minilm-l6",
+        {"a": f"minilm-sentiment-s0-{pem}", "b": f"minilm-sentiment-s1-{pem}"},
+        "lam*a + (1-lam)*b", "lam=0:1:0.1", ("sentiment-validation",),
+    )  # fmt: skip
+
+
+def _multitask(pem: str) -> Preset:
+    return Preset(
+        f"multi-task-{pem}", "multi-tasking (θ₁ ⊕ θ₂)", "minilm-l6",
+        {"a": f"minilm-sentiment-{pem}", "b": f"minilm-topic-{pem}"},
+        "lam*a + (1-lam)*b", "lam=0:1:0.1", ("sentiment-validation", "topic-validation"),
+    )  # fmt: skip
+
+
+def _unlearning(pem: str) -> Preset:
+    return Preset(
+        f"unlearning-{pem}", "unlearning (⊖θ)", "smollm2-135m-instruct", {"toxic": f"smollm2-toxic-{pem}"},
+        "-lam*toxic", "lam=0:1:0.1", ("toxicity", "austen-perplexity"),
+    )  # fmt: skip
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        *(_generalization(pem) for pem in ("lora", "ia3", "red", "lota")),
+        *(_multitask(pem) for pem in ("lora", "ia3", "red", "lota")),
+        *(_unlearning(pem) for pem in ("lora", "ia3", "red")),
+        Preset(
+            "detox-tuned-lora", "detoxifying a tuned model (θ₁ ⊖ λ(θ_toxic ⊖ θ₁))", "smollm2-135m-instruct",
+            {"base_chat": "smollm2-chat-lora", "toxic": "smollm2-toxic-lora"},
+            "base_chat + lam*(base_chat - toxic)", "lam=0:1:0.1", ("toxicity", "austen-perplexity"),
+        ),
+    )
+}  # fmt: skip
