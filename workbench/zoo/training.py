@@ -1,0 +1,223 @@
+"""Training recipes for every PEM type, on a causal language model and a list of texts.
+
+- LoRA and (IA)³ train through PEFT and save in PEFT's format.
+- RED trains only a scaling and a bias vector on each FFN output projection (hooks on
+  the projection's output: s ⊙ h + β), and saves RED's format.
+- LoTA runs the paper's three phases: calibrate with a short full fine-tune, keep the
+  global top-k of |Δ| as the mask, reset to the base and fine-tune only the masked
+  weights; the result is a sparse task vector. LoTTO restricts the mask to the
+  complement of an earlier task's mask, so the two task vectors are disjoint.
+
+Everything is seeded; progress shows on stderr. The zoo's recipes (`zoo_recipes.py`)
+call these with their data and settings.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from workbench.errors import WorkbenchError
+from workbench.modules import PEM, RedModule, SparseModule, load_module
+from workbench.modules.red import RED_TARGETS, RedVector
+from workbench.modules.sparse import SparseTensor
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 200
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+    max_length: int = 64
+    seed: int = 0
+    rank: int = 8
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    ia3_targets: tuple[str, ...] = ("k_proj", "v_proj", "down_proj")
+    ia3_feedforward: tuple[str, ...] = ("down_proj",)
+    density: float = 0.01  # LoTA: share of weights in the mask
+    calibration_steps: int = 20  # LoTA phase 1
+
+
+def batches(tokenizer, texts: Sequence[str], settings: TrainSettings) -> Iterator[dict[str, torch.Tensor]]:
+    """Seeded, endless mini-batches of `texts` with padding labelled -100."""
+    rng = random.Random(settings.seed)
+    order: list[int] = []
+    while True:
+        if len(order) < settings.batch_size:
+            extra = list(range(len(texts)))
+            rng.shuffle(extra)
+            order += extra
+        chosen = [texts[order.pop()] for _ in range(settings.batch_size)]
+        encoded = tokenizer(chosen, return_tensors="pt", padding=True, truncation=True, max_length=settings.max_length)
+        labels = encoded["input_ids"].clone()
+        labels[encoded["attention_mask"] == 0] = -100
+        yield {**encoded, "labels": labels}
+
+
+def _optimise(model, parameters, tokenizer, texts, settings: TrainSettings, description: str, mask=None) -> float:
+    """AdamW over `parameters` for settings.steps; returns the mean loss of the last 20 steps."""
+    torch.manual_seed(settings.seed)
+    optimiser = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=0.0)
+    data = batches(tokenizer, texts, settings)
+    recent: list[float] = []
+    model.train()
+    with tqdm(range(settings.steps), desc=description, file=sys.stderr, leave=False) as steps:
+        for _ in steps:
+            loss = model(**next(data)).loss
+            loss.backward()
+            if mask is not None:
+                for parameter, keep in mask:
+                    parameter.grad.mul_(keep)
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+            recent = (recent + [float(loss.detach())])[-20:]
+            steps.set_postfix(loss=f"{recent[-1]:.3f}")
+    model.eval()
+    return sum(recent) / len(recent)
+
+
+def _pad_token(tokenizer) -> None:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def load_trainable(base_folder: Path, seed: int):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(base_folder)
+    _pad_token(tokenizer)
+    return model, tokenizer
+
+
+def train_peft(pem_type: str, base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path) -> float:
+    """LoRA or (IA)³ through PEFT; the adapter is initialised from `settings.seed`."""
+    from peft import IA3Config, LoraConfig, get_peft_model
+
+    model, tokenizer = load_trainable(base_folder, settings.seed)
+    if pem_type == "lora":
+        config = LoraConfig(r=settings.rank, lora_alpha=2 * settings.rank, lora_dropout=0.0,
+                            target_modules=list(settings.lora_targets))  # fmt: skip
+    elif pem_type == "ia3":
+        config = IA3Config(
+            target_modules=list(settings.ia3_targets), feedforward_modules=list(settings.ia3_feedforward)
+        )
+    else:
+        raise WorkbenchError(f"PEFT trains lora and ia3, not {pem_type}")
+    torch.manual_seed(settings.seed)
+    peft_model = get_peft_model(model, config)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    loss = _optimise(peft_model, trainable, tokenizer, texts, settings, f"{pem_type} training")
+    peft_model.save_pretrained(out)
+    return loss
+
+
+def red_targets(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    pattern = RED_TARGETS.get(model.config.model_type)
+    if pattern is None:
+        raise WorkbenchError(f"RED has no target for model type {model.config.model_type!r}")
+    return {path: module for path, module in model.named_modules() if re.fullmatch(pattern, path)}
+
+
+def train_red(base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path) -> float:
+    """Only the edit vectors train: h ← s ⊙ h + β on each FFN output projection."""
+    model, tokenizer = load_trainable(base_folder, settings.seed)
+    model.requires_grad_(False)
+    vectors: dict[str, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
+    for path, module in red_targets(model).items():
+        width = module.weight.shape[1] if model.config.model_type == "gpt2" else module.weight.shape[0]
+        scaling, bias = torch.nn.Parameter(torch.ones(width)), torch.nn.Parameter(torch.zeros(width))
+        module.register_forward_hook(lambda _m, _i, output, s=scaling, b=bias: output * s + b)
+        vectors[path] = (scaling, bias)
+    parameters = [p for pair in vectors.values() for p in pair]
+    loss = _optimise(model, parameters, tokenizer, texts, settings, "RED training")
+    config = {"base_model_name_or_path": str(base_folder), "fan_in_fan_out": model.config.model_type == "gpt2",
+              "model_type": model.config.model_type}  # fmt: skip
+    result = {path: RedVector(s.detach().clone(), b.detach().clone()) for path, (s, b) in vectors.items()}
+    RedModule(result, config).save(out)
+    return loss
+
+
+def lota_mask(deltas: dict[str, torch.Tensor], density: float, allowed: dict[str, torch.Tensor] | None = None):
+    """The global top-k of |Δ| (k = density · all entries), within `allowed` when given."""
+    magnitudes = {
+        name: delta.abs() * (allowed[name] if allowed is not None and name in allowed else 1.0)
+        for name, delta in deltas.items()
+    }
+    flat = torch.cat([m.reshape(-1) for m in magnitudes.values()])
+    k = max(1, int(density * flat.numel()))
+    threshold = torch.topk(flat, k).values[-1]
+    return {name: (m >= threshold) & (m > 0) for name, m in magnitudes.items()}
+
+
+def train_lota(
+    base_folder: Path,
+    texts: Sequence[str],
+    settings: TrainSettings,
+    out: Path,
+    exclude: SparseModule | None = None,
+) -> float:
+    """LoTA (or LoTTO with `exclude`, an earlier task's sparse vector whose weights stay frozen)."""
+    model, tokenizer = load_trainable(base_folder, settings.seed)
+    parameters = {name: p for name, p in model.named_parameters() if p.dim() == 2 and "embed" not in name}
+    model.requires_grad_(False)
+    for parameter in parameters.values():
+        parameter.requires_grad_(True)
+    original = {name: p.detach().clone() for name, p in parameters.items()}
+    allowed = None
+    if exclude is not None:  # LoTTO: calibrate and train only where the earlier task did not
+        allowed = {name: torch.ones_like(p, dtype=torch.bool) for name, p in parameters.items()}
+        for name, tensor in exclude.tensors.items():
+            if name in allowed:
+                allowed[name].view(-1)[tensor.indices] = False
+    calibration = TrainSettings(**{**vars(settings), "steps": settings.calibration_steps})
+    calibration_mask = None if allowed is None else [(parameters[n], allowed[n].float()) for n in parameters]
+    _optimise(model, list(parameters.values()), tokenizer, texts, calibration, "LoTA calibration", calibration_mask)
+    with torch.no_grad():
+        deltas = {name: p - original[name] for name, p in parameters.items()}
+        mask = lota_mask(deltas, settings.density, allowed)
+        for name, parameter in parameters.items():
+            parameter.copy_(original[name])  # phase 3 starts from the base again
+    masked = [(parameters[n], mask[n].float()) for n in parameters]
+    loss = _optimise(model, list(parameters.values()), tokenizer, texts, settings, "LoTA sparse training", masked)
+    with torch.no_grad():
+        tensors = {}
+        for name, parameter in parameters.items():
+            delta = (parameter - original[name]) * mask[name]
+            if mask[name].any():
+                indices = torch.nonzero(mask[name].reshape(-1), as_tuple=True)[0]
+                tensors[name] = SparseTensor(tuple(delta.shape), indices, delta.reshape(-1)[indices].clone())
+    config = {"base_model_name_or_path": str(base_folder), "method": "lotto" if exclude else "lota",
+              "density": settings.density}  # fmt: skip
+    SparseModule(tensors, config).save(out)
+    return loss
+
+
+def train(pem_type: str, base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path,
+          exclude: Path | None = None) -> tuple[PEM, float]:  # fmt: skip
+    """Train one module of `pem_type` and return it (loaded back from `out`) with its final loss."""
+    if not texts:
+        raise WorkbenchError("training needs at least one text")
+    if pem_type in ("lora", "ia3"):
+        loss = train_peft(pem_type, base_folder, texts, settings, out)
+    elif pem_type == "red":
+        loss = train_red(base_folder, texts, settings, out)
+    elif pem_type == "lota":
+        earlier = load_module(exclude) if exclude is not None else None
+        if earlier is not None and not isinstance(earlier, SparseModule):
+            raise WorkbenchError(f"LoTTO needs an earlier sparse task vector, {exclude} is a {earlier.pem_type}")
+        loss = train_lota(base_folder, texts, settings, out, earlier)
+    else:
+        raise WorkbenchError(f"unknown PEM type {pem_type!r}; choose lora, ia3, red or lota")
+    if not math.isfinite(loss):
+        raise WorkbenchError(f"training {pem_type} diverged (loss {loss}); lower the learning rate")
+    return load_module(out), loss
