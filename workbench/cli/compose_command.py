@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from workbench.algebra import MERGE_METHODS, MergeOptions, compose, save_composition
+from workbench.cli.arguments import add_composition_arguments, parse_pairs, parse_values, require_empty_folder
 from workbench.errors import WorkbenchError
 from workbench.modules import load_module
 from workbench.runtime.loading import base_shapes_for
@@ -42,20 +42,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--base", required=True, help="base model: a zoo name, a local folder or a hub id (checks shapes)"
-    )
-    parser.add_argument(
-        "--adapter",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        required=True,
-        help="a module to bind to NAME: a PEFT LoRA/(IA)³ folder, a RED or sparse folder, or a RED delta_vector.pth",
-    )
-    parser.add_argument("--expr", required=True, help='the expression, e.g. "lam*a + (1-lam)*b" or --expr=-a')
-    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE", help="a parameter's value")
-    parser.add_argument("--mode", choices=("exact", "paper"), default="exact", help="composition mode (default exact)")
+    add_composition_arguments(parser, 'the expression, e.g. "lam*a + (1-lam)*b" or --expr=-a')
     parser.add_argument("--merge", choices=MERGE_METHODS, default="linear", help="merge method for sparse task vectors")
     parser.add_argument("--density", type=float, default=1.0, help="share of entries TIES/DARE/magnitude keep (0-1]")
     parser.add_argument("--seed", type=int, default=0, help="seed for DARE's random drop")
@@ -63,36 +50,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def parse_pairs(items: list[str], what: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name or not value:
-            raise WorkbenchError(f"{what} must look like NAME=VALUE, got {item!r}")
-        if name in pairs:
-            raise WorkbenchError(f"{what} {name} is given twice")
-        pairs[name] = value
-    return pairs
-
-
-def parse_values(items: list[str]) -> dict[str, float]:
-    values = {}
-    for name, text in parse_pairs(items, "--set").items():
-        try:
-            value = float(text)
-        except ValueError:
-            raise WorkbenchError(f"--set {name}={text}: the value must be a number") from None
-        if not math.isfinite(value):
-            raise WorkbenchError(f"--set {name}={text}: the value must be finite")
-        values[name] = value
-    return values
-
-
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise WorkbenchError(f"--out {out} already exists and is not empty; choose a new folder")
+    require_empty_folder(out)
+    if not args.adapter or not args.expr:
+        raise WorkbenchError("compose needs at least one --adapter and an --expr")
     values = parse_values(args.set)
     merge = MergeOptions(args.merge, args.density, args.seed)
     paths = parse_pairs(args.adapter, "--adapter")

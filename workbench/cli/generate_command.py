@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.algebra import MergeOptions
-from workbench.cli.compose_command import parse_pairs, parse_values
+from workbench.cli.arguments import add_composition_arguments, parse_pairs, parse_values
 from workbench.runtime import SessionManager
 from workbench.runtime.generation import generate_text
 
@@ -31,11 +31,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--base", required=True, help="base model: a zoo name, a local folder or a hub id")
-    parser.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH", help="a module to bind to NAME")
-    parser.add_argument("--expr", default="", help="the composition; without it the base model answers")
-    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE", help="a parameter's value")
-    parser.add_argument("--mode", choices=("exact", "paper"), default="exact")
+    add_composition_arguments(parser, "the composition; without it the base model answers")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from workbench.algebra import parse
-from workbench.cli.compose_command import parse_pairs, parse_values
+from workbench.cli.arguments import add_composition_arguments, parse_pairs, parse_values, require_empty_folder
 from workbench.errors import WorkbenchError
 from workbench.eval import (
     PerplexityMeasure,
@@ -57,11 +57,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     parser.add_argument("--preset", help="a preset: base, adapters, expression, grid and tasks in one name")
-    parser.add_argument("--base", help="base model: a zoo name, a local folder or a hub id")
-    parser.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH")
-    parser.add_argument("--expr", help="the expression to sweep")
+    add_composition_arguments(parser, "the expression to sweep", base_required=False)
     parser.add_argument("--grid", action="append", default=[], metavar="P=START:STOP:STEP", help="one or two grids")
-    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE", help="a fixed parameter")
     parser.add_argument("--task", action="append", default=[], metavar="SPEC", help="what to measure (see above)")
     parser.add_argument("--test-task", action="append", default=[], metavar="SPEC", help="test data for --auto")
     parser.add_argument("--n", type=int, default=200, help="examples per classification task (default 200)")
@@ -71,7 +68,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--detoxify-checkpoint", help="a local Detoxify checkpoint (else the offline scorer)")
     parser.add_argument("--detoxify-config", help="the folder with that checkpoint's HF config and tokenizer")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mode", choices=("exact", "paper"), default="exact")
     parser.add_argument("--auto", action="store_true", help="choose λ on the --task data")
     parser.add_argument("--out", type=Path, help="output folder")
     parser.set_defaults(run=run)
@@ -124,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         adapters = parse_pairs(args.adapter, "--adapter")
     if not args.out:
         raise WorkbenchError("--out is required")
-    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        raise WorkbenchError(f"--out {args.out} already exists and is not empty; choose a new folder")
+    require_empty_folder(args.out)
     if not grids or len(grids) > 2:
         raise WorkbenchError("give one or two --grid")
     if not tasks:
