@@ -1,12 +1,19 @@
-"""Entry point for `make run` and Hugging Face Spaces: build the workbench UI and launch it."""
+"""Build the PEM Workbench UI and launch it (locally on 127.0.0.1, or as a Space)."""
 
-import sys
+import argparse
+import os
 
-MESSAGE = (
-    "The PEM Workbench UI is not built yet (it lands with the Gradio issue).\n"
-    "The composition CLI works today: python -m workbench compose --help"
-)
+from workbench.ui.app import DEFAULT_PRESET, build_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="PEM Workbench")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--preset", default=DEFAULT_PRESET)
+    args = parser.parse_args()
+    build_app(preset=args.preset).queue().launch(server_name=args.host, server_port=args.port)
+
 
 if __name__ == "__main__":
-    print(MESSAGE, file=sys.stderr)
-    sys.exit(1)
+    main()

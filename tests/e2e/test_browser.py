@@ -1,0 +1,148 @@
+"""The real app in headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+
+It starts the app as `make run` does (the default preset on the zoo's SmolLM2), then
+clicks through the flows a reviewer would try. Screenshots go to $E2E_SCREENSHOTS
+(default: a temp dir); the README shows the best of them from docs/img/.
+"""
+
+import os
+import re
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", tempfile.mkdtemp(prefix="workbench-shots-")))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from workbench.ui.app import build_app
+
+    app = build_app().queue()
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}"
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(120_000)
+    page.goto(app_url)
+    page.get_by_text(re.compile("Loaded preset|Loaded the base model")).wait_for()
+    yield page
+    page.close()
+
+
+def textbox(page, elem_id: str):
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+def wait_for_value(locator, predicate, timeout_ms: int = 120_000) -> str:
+    locator.page.wait_for_function(
+        "([el, previous]) => el.value && el.value !== previous", arg=[locator.element_handle(), ""], timeout=timeout_ms
+    )
+    value = locator.input_value()
+    assert predicate(value), value
+    return value
+
+
+def set_slider(page, index: int, value: float) -> None:
+    number = page.locator(f"#slider-{index} input[data-testid='number-input']")
+    number.fill(str(value))
+    number.press("Tab")  # blur: the slider fires `release`
+
+
+def test_opens_with_the_default_loaded(page) -> None:
+    status = page.locator("#status").inner_text()
+    assert "unlearning-lora" in status or "base model only" in status
+    readout = textbox(page, "readout")
+    wait_for_value(readout, lambda v: v.startswith("next token after"))
+    page.screenshot(path=str(SHOTS / "compose.png"), full_page=True)
+
+
+def test_preset_and_slider_change_the_readout(page) -> None:
+    page.get_by_role("tab", name="Compose").click()
+    expression = textbox(page, "expression")
+    expression.fill("-lam*toxic" if "unlearning" in page.locator("#status").inner_text() else "")
+    if not expression.input_value():
+        pytest.skip("the zoo's toxic module is not built")
+    expression.press("Enter")
+    readout = textbox(page, "readout")
+    first = wait_for_value(readout, lambda v: v.startswith("next token"))
+    set_slider(page, 0, 1.5)
+    page.wait_for_function("([el, old]) => el.value !== old", arg=[readout.element_handle(), first])
+    assert readout.input_value() != first
+    assert "lam" in textbox(page, "canonical").input_value()
+
+
+def test_bad_expression_shows_an_error_and_the_session_survives(page) -> None:
+    expression = textbox(page, "expression")
+    expression.fill("toxic*toxic")
+    expression.press("Enter")
+    page.get_by_text(re.compile("cannot multiply two modules")).first.wait_for()
+    page.screenshot(path=str(SHOTS / "error.png"))
+    readout = textbox(page, "readout")
+    before = readout.input_value()
+    expression.fill("-lam*toxic")
+    expression.press("Enter")
+    set_slider(page, 0, 0.25)
+    page.wait_for_function("([el, old]) => el.value && el.value !== old", arg=[readout.element_handle(), before])
+
+
+def test_short_sweep_fills_plot_and_table(page) -> None:
+    page.get_by_role("tab", name="Sweep").click()
+    textbox(page, "grid-a").fill("0,1")
+    page.locator("#run-sweep").click()
+    progress = textbox(page, "sweep-progress")
+    page.wait_for_function("el => el.value.startsWith('done')", arg=progress.element_handle(), timeout=300_000)
+    assert page.locator("#sweep-plot .js-plotly-plot, #sweep-plot .plotly").count() > 0
+    assert page.locator("#sweep-table tbody tr").count() >= 3
+    page.screenshot(path=str(SHOTS / "sweep.png"), full_page=True)
+
+
+def test_sweep_can_be_cancelled(page) -> None:
+    page.get_by_role("tab", name="Sweep").click()
+    textbox(page, "grid-a").fill("0:1:0.05")
+    page.locator("#run-sweep").click()
+    progress = textbox(page, "sweep-progress")
+    page.wait_for_function("el => /^[0-9]+\\//.test(el.value)", arg=progress.element_handle())
+    page.locator("#stop-sweep").click()
+    page.wait_for_function("el => el.value.startsWith('done')", arg=progress.element_handle(), timeout=300_000)
+    rows = int(re.search(r"done: (\d+) rows", progress.input_value()).group(1))
+    assert rows < 2 + 21
+
+
+def test_chat_streams_a_reply(page) -> None:
+    page.get_by_role("tab", name="Chat").click()
+    textbox(page, "chat-message").fill("Say hello in five words.")
+    page.locator("#chat-send").click()
+    page.get_by_text(re.compile(r"toxicity \d\.\d{3}")).first.wait_for(timeout=180_000)
+    assert "Talking to" in page.locator("#talking-to").inner_text()
+    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)

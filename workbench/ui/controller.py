@@ -1,0 +1,392 @@
+"""What the UI does, as plain functions of a session id: the tabs only wire these to widgets.
+
+Every method takes and returns plain values (strings, numbers, DataFrames, figures) and
+raises WorkbenchError with one line for bad input, leaving the session as it was. The
+tests call these directly; the Gradio tabs turn the errors into `gr.Error`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from workbench.algebra import parse, save_composition
+from workbench.errors import WorkbenchError
+from workbench.eval import (
+    PerplexityMeasure,
+    ResultCache,
+    TaskMeasure,
+    ToxicityMeasure,
+    load_csv_task,
+    parse_grid,
+    sweep,
+)
+from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
+from workbench.eval.sampling import PAPER_PROMPT
+from workbench.eval.toxicity import ProfanityScorer, Scorer
+from workbench.runtime import SessionManager
+from workbench.runtime.generation import encode_prompt, generation_settings
+from workbench.zoo.presets import PRESETS
+from workbench.zoo.registry import ASSETS, DATA, zoo_adapter_path, zoo_adapters
+
+UPLOAD_SUFFIXES = (".safetensors", ".json", ".pth")
+UPLOAD_LIMIT_BYTES = 200 * 2**20
+READOUT_PROMPT = "The weather today is"
+MAX_PARAMETERS = 4
+
+
+@dataclass
+class HistoryEntry:
+    expression: str
+    values: dict[str, float]
+    mode: str
+    readout: str
+    at: str
+
+
+@dataclass
+class UiSession:
+    history: list[HistoryEntry] = field(default_factory=list)
+    upload_dir: Path | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def allowed_roots() -> list[Path]:
+    """Folders a user may load from by path: the assets, the working directory, and
+    WORKBENCH_ALLOWED_PATHS (os.pathsep-separated)."""
+    extra = [Path(p) for p in os.environ.get("WORKBENCH_ALLOWED_PATHS", "").split(os.pathsep) if p]
+    return [ASSETS.resolve(), Path.cwd().resolve(), *(p.resolve() for p in extra)]
+
+
+def check_allowed(path: Path) -> Path:
+    resolved = path.expanduser().resolve()
+    if not any(resolved == root or root in resolved.parents for root in allowed_roots()):
+        raise WorkbenchError(f"{path} is outside the allowed folders; set WORKBENCH_ALLOWED_PATHS to add one")
+    return resolved
+
+
+class Controller:
+    def __init__(self, manager: SessionManager | None = None, scorer: Scorer | None = None) -> None:
+        self.manager = manager or SessionManager()
+        self.scorer = scorer or ProfanityScorer()
+        self.results = ResultCache()
+        self._ui: dict[str, UiSession] = {}
+
+    # sessions ----------------------------------------------------------
+
+    def ui(self, session: str) -> UiSession:
+        return self._ui.setdefault(session, UiSession())
+
+    def start(self, session: str, preset: str | None = None, base: str | None = None) -> str:
+        """Open a session on a preset (its base and zoo modules) or a bare base."""
+        if preset:
+            chosen = PRESETS.get(preset)
+            if chosen is None:
+                raise WorkbenchError(f"unknown preset {preset!r}")
+            paths = {name: zoo_adapter_path(zoo) for name, zoo in chosen.adapters.items()}
+            self.manager.open(session, chosen.base)
+            for name, path in paths.items():
+                self.manager.add_module(session, name, path)
+            return chosen.expression
+        self.manager.open(session, base or "smollm2-135m-instruct")
+        return ""
+
+    def release(self, session: str) -> None:
+        self.manager.release(session)
+        ui = self._ui.pop(session, None)
+        if ui is not None and ui.upload_dir is not None:
+            shutil.rmtree(ui.upload_dir, ignore_errors=True)
+
+    # models --------------------------------------------------------------
+
+    def load_base(self, session: str, base: str) -> pd.DataFrame:
+        base = base.strip()
+        if not base:
+            raise WorkbenchError("name a base model: a zoo name, a local folder or a hub id")
+        if Path(base).expanduser().exists():
+            base = str(check_allowed(Path(base)))
+        self.manager.open(session, base)
+        return self.modules_table(session)
+
+    def add_adapter(self, session: str, name: str, source: str) -> pd.DataFrame:
+        """`source` is a zoo adapter name or a folder inside the allowed folders."""
+        name, source = name.strip(), source.strip()
+        if source in zoo_adapters():
+            path = zoo_adapter_path(source)
+        else:
+            path = check_allowed(Path(source))
+        self.manager.add_module(session, name or Path(source).name.replace("-", "_"), path)
+        return self.modules_table(session)
+
+    def add_upload(self, session: str, name: str, files: Sequence[str]) -> pd.DataFrame:
+        """Uploaded files (.safetensors, .json, .pth only, capped in size) become one module."""
+        if not files:
+            raise WorkbenchError("choose the module's files to upload (adapter_config.json and its .safetensors)")
+        ui = self.ui(session)
+        ui.upload_dir = ui.upload_dir or Path(tempfile.mkdtemp(prefix="workbench-upload-"))
+        folder = ui.upload_dir / (name or f"upload{len(list(ui.upload_dir.iterdir()))}")
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir()
+        for file in files:
+            source = Path(file)
+            if source.suffix not in UPLOAD_SUFFIXES:
+                raise WorkbenchError(f"{source.name}: only {', '.join(UPLOAD_SUFFIXES)} files are accepted")
+            if source.stat().st_size > UPLOAD_LIMIT_BYTES:
+                raise WorkbenchError(f"{source.name} is larger than {UPLOAD_LIMIT_BYTES // 2**20} MB")
+            shutil.copy(source, folder / _upload_name(source.name))
+        pth = [p for p in folder.iterdir() if p.suffix == ".pth"]
+        module_path = pth[0] if pth and not (folder / "pem_config.json").exists() else folder
+        self.manager.add_module(session, name or folder.name, module_path)
+        return self.modules_table(session)
+
+    def modules_table(self, session: str) -> pd.DataFrame:
+        state = self.manager.state(session)
+        shapes = self.manager.base(state.base).shapes
+        rows = []
+        for name, module in state.modules.items():
+            try:
+                module.check_fits(shapes, name)
+                fits = "yes"
+            except WorkbenchError as exc:
+                fits = str(exc)
+            rows.append({"name": name, "type": module.pem_type, "targets": len(module.targets),
+                         "parameters": module.num_parameters, "delta norm": round(module.delta_norm, 4),
+                         "fits base": fits})  # fmt: skip
+        columns = ["name", "type", "targets", "parameters", "delta norm", "fits base"]
+        return pd.DataFrame(rows, columns=columns)
+
+    # compose -------------------------------------------------------------
+
+    def parameters(self, session: str, expression: str) -> list[str]:
+        """The expression's free parameters (checked, so a bad expression says why)."""
+        state = self.manager.state(session)
+        names = list(parse(expression, state.modules).parameters)
+        if len(names) > MAX_PARAMETERS:
+            raise WorkbenchError(
+                f"the UI has sliders for {MAX_PARAMETERS} parameters; this expression has {len(names)}"
+            )
+        return names
+
+    def recompose(self, session: str, expression: str, values: dict[str, float], mode: str = "exact") -> dict:
+        """Activate the composition and return what the Compose tab shows."""
+        for name, value in values.items():
+            if not -2.0 <= value <= 2.0:
+                raise WorkbenchError(f"{name}={value} is out of range; sliders go from -2 to 2")
+        composition = self.manager.set_composition(session, expression, values, mode)  # type: ignore[arg-type]
+        readout = self.readout(session)
+        pairs = composition.coefficients.items() if composition else []
+        coefficients = pd.DataFrame([{"module": n, "coefficient": round(c, 6)} for n, c in pairs])
+        entry = HistoryEntry(expression, dict(values), mode, readout, time.strftime("%H:%M:%S"))
+        self.ui(session).history.append(entry)
+        return {"canonical": composition.combination.canonical if composition else "(base model)",
+                "coefficients": coefficients, "readout": readout}  # fmt: skip
+
+    @torch.inference_mode()
+    def readout(self, session: str, use_base: bool = False, prompt: str = READOUT_PROMPT) -> str:
+        """Next-token top 5 for language models; accuracy on a small batch for classifiers."""
+        with self.manager.model_for(session, use_base=use_base) as base:
+            if base.kind == "classifier":
+                task = load_csv_task(DATA / "sentiment-validation.csv").subset(32, 0)
+                measure = TaskMeasure(task, None)
+                return f"accuracy on 32 validation reviews: {measure.run(base)[task.name]:.3f}"
+            if base.kind != "causal-lm" or base.tokenizer is None:
+                return f"{base.kind} model: no quick readout"
+            ids = base.tokenizer(prompt, return_tensors="pt").to(base.device)
+            probabilities = base.model(**ids).logits[0, -1].float().softmax(-1)
+            top = probabilities.topk(5)
+            words = [f"{base.tokenizer.decode([i])!r} {p:.3f}" for p, i in zip(top.values, top.indices, strict=True)]
+            return f"next token after {prompt!r}: " + ", ".join(words)
+
+    def history(self, session: str) -> pd.DataFrame:
+        rows = [{"#": i, "time": e.at, "expression": e.expression or "(base)", "values": _show(e.values),
+                 "mode": e.mode, "readout": e.readout} for i, e in enumerate(self.ui(session).history)]  # fmt: skip
+        return pd.DataFrame(rows, columns=["#", "time", "expression", "values", "mode", "readout"])
+
+    def restore(self, session: str, index: int) -> HistoryEntry:
+        entries = self.ui(session).history
+        if not 0 <= index < len(entries):
+            raise WorkbenchError(f"history has no entry {index}")
+        entry = entries[index]
+        self.recompose(session, entry.expression, entry.values, entry.mode)
+        return entry
+
+    # sweeps --------------------------------------------------------------
+
+    def tasks_for(self, session: str) -> list[str]:
+        kind = self.manager.base(self.manager.state(session).base).kind
+        if kind == "causal-lm":
+            return ["austen-perplexity", "toxicity"]
+        return [p.stem for p in sorted(DATA.glob("*-validation.csv"))]
+
+    def measures(self, tasks: Sequence[str], n: int, seed: int = 0, samples: int = 20) -> list:
+        measures = []
+        for task in tasks:
+            if task == "toxicity":
+                measures.append(ToxicityMeasure(self.scorer, (PAPER_PROMPT,), samples, seed))
+            elif task == "austen-perplexity":
+                measures.append(PerplexityMeasure((DATA / "austen-perplexity.txt").read_text(encoding="utf-8")))
+            else:
+                measures.append(TaskMeasure(load_csv_task(DATA / f"{task}.csv"), n, seed))
+        if not measures:
+            raise WorkbenchError("choose at least one task to measure")
+        return measures
+
+    def sweep(self, session: str, expression: str, grids: dict[str, str], tasks: Sequence[str], n: int = 200,
+              samples: int = 20) -> Iterator[tuple[go.Figure, pd.DataFrame, str]]:  # fmt: skip
+        """Stream (plot, table, progress) after every point; `stop(session)` ends it early."""
+        axes = [parse_grid(f"{name}={spec}") for name, spec in grids.items()]
+        if not axes:
+            raise WorkbenchError("the expression has no parameter to sweep; add one, e.g. lam*a")
+        measures = self.measures(tasks, n, samples=samples)
+        stop = self.ui(session).stop
+        stop.clear()
+        columns = [c for m in measures for c in m.columns]
+        for update in sweep(self.manager, session, expression, axes, measures, self.results, stop=stop):
+            frame = update.frame
+            if len(axes) == 2:
+                figure = heatmap(frame, axes[0].name, axes[1].name, columns[0])
+            elif "toxicity" in columns:
+                figure = toxicity_plot(frame, axes[0].name)
+            else:
+                figure = metric_plot(frame, axes[0].name, columns)
+            yield figure, frame, f"{update.done}/{update.total} points"
+
+    def stop(self, session: str) -> None:
+        self.ui(session).stop.set()
+
+    # toxicity ------------------------------------------------------------
+
+    def toxicity(self, session: str, module: str, prompts: Sequence[str], samples: int, lambdas: Sequence[float],
+                 seed: int = 0) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:  # fmt: skip
+        """Score samples from the base, the module, and the module negated at each λ."""
+        state = self.manager.state(session)
+        if module not in state.modules:
+            raise WorkbenchError(f"no module named {module!r} is loaded")
+        measure = ToxicityMeasure(self.scorer, tuple(prompts) or (PAPER_PROMPT,), samples, seed)
+        ppl = PerplexityMeasure((DATA / "austen-perplexity.txt").read_text(encoding="utf-8"))
+        saved = (state.expression, dict(state.values), state.mode, state.merge)
+        settings = [("base", "", {}), (module, module, {})] + [
+            (f"-{lam:g}·{module}", "-lam*" + module, {"lam": lam}) for lam in lambdas
+        ]
+        rows, curve = [], []
+        try:
+            for label, expression, values in settings:
+                self.manager.set_composition(session, expression, values, state.mode)
+                with self.manager.model_for(session) as base:
+                    pairs = measure.samples(base)
+                    summary, scores = measure.score_samples(pairs)
+                    perplexity = ppl.run(base)["perplexity"]
+                rows += [{"setting": label, "prompt": p, "completion": c, "score": s}
+                         for (p, c), s in zip(pairs, scores, strict=True)]  # fmt: skip
+                if expression.startswith("-lam"):
+                    curve.append({"kind": "point", "label": "", "lam": values["lam"], **summary,
+                                  "perplexity": perplexity})  # fmt: skip
+                elif label == "base":
+                    curve.append({"kind": "reference", "label": "base", **summary, "perplexity": perplexity})
+        finally:
+            self.manager.set_composition(session, *saved)
+        frame = pd.DataFrame(rows)
+        boxes = go.Figure([go.Box(y=group["score"], name=name, boxpoints="all", jitter=0.3)
+                           for name, group in frame.groupby("setting", sort=False)])  # fmt: skip
+        boxes.update_layout(title=f"toxicity per setting — scorer: {self.scorer.name}", yaxis_title="score",
+                            template="plotly_white")  # fmt: skip
+        curve_figure = toxicity_plot(pd.DataFrame(curve), "lam") if lambdas else go.Figure()
+        return boxes, curve_figure, frame, f"Scorer: {self.scorer.name}. {self.scorer.note}"
+
+    # chat ----------------------------------------------------------------
+
+    def chat(self, session: str, message: str, use_base: bool = False, max_new_tokens: int = 96,
+             seed: int = 0) -> Iterator[str]:  # fmt: skip
+        """Stream a reply from the composed (or base) model, through the chat template."""
+        from transformers import TextIteratorStreamer
+
+        if not message.strip():
+            raise WorkbenchError("type a message first")
+        with self.manager.model_for(session, use_base=use_base) as base:
+            inputs = encode_prompt(base, message, chat=base.has_chat_template)
+            settings = generation_settings(base, max_new_tokens, greedy=False, seed=seed)
+            streamer = TextIteratorStreamer(base.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            errors: list[BaseException] = []
+
+            def generate() -> None:
+                try:
+                    with torch.inference_mode():
+                        base.model.generate(**inputs, **settings, streamer=streamer)
+                except BaseException as exc:  # surfaced below, in the caller's thread
+                    errors.append(exc)
+                    streamer.end()
+
+            worker = threading.Thread(target=generate, daemon=True)
+            worker.start()
+            text = ""
+            for piece in streamer:
+                text += piece
+                yield text
+            worker.join()
+            if errors:
+                raise WorkbenchError(f"generation failed: {type(errors[0]).__name__}: {errors[0]}")
+
+    def score(self, text: str) -> float:
+        return self.scorer.score([text])[0]
+
+    # export --------------------------------------------------------------
+
+    def export(self, session: str) -> Path:
+        """The live composition as a zip: a PEFT adapter (LoRA, (IA)³), its own format
+        (RED, sparse), or a composition folder."""
+        state = self.manager.state(session)
+        if state.composition is None or not state.composition.groups:
+            raise WorkbenchError("there is no composition to export; set an expression and move a slider first")
+        folder = Path(tempfile.mkdtemp(prefix="workbench-export-"))
+        kind = save_composition(state.composition, state.modules, folder / "composition")
+        archive = folder / f"{kind}-{_slug(state.composition.combination.canonical)}.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for path in sorted((folder / "composition").rglob("*")):
+                if path.is_file():
+                    zipped.write(path, path.relative_to(folder / "composition"))
+        return archive
+
+    def push_to_hub(self, session: str, repo_id: str, token: str) -> str:
+        if not repo_id.strip() or not token.strip():
+            raise WorkbenchError("pushing needs a repository id and a token")
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise WorkbenchError("the hub is offline here (HF_HUB_OFFLINE=1); download the zip instead")
+        archive = self.export(session)
+        try:
+            from huggingface_hub import HfApi
+
+            folder = archive.with_suffix("")
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(folder)
+            api = HfApi(token=token)
+            api.create_repo(repo_id, exist_ok=True)
+            api.upload_folder(folder_path=str(folder), repo_id=repo_id)
+        except Exception as exc:  # network, auth, permissions: one line for the user
+            raise WorkbenchError(f"push to {repo_id} failed ({type(exc).__name__})") from None
+        return f"pushed to {repo_id}"
+
+
+def _upload_name(name: str) -> str:
+    """Gradio keeps uploads under random folders; keep the base name, nothing else."""
+    return Path(name).name
+
+
+def _show(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(values.items()))
+
+
+def _slug(text: str) -> str:
+    kept = "".join(c if c.isalnum() else "-" for c in text)
+    return "-".join(part for part in kept.split("-") if part)[:60] or "composition"

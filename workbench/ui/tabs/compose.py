@@ -1,0 +1,72 @@
+"""Compose: an expression, a preset menu, exact/paper mode, sliders, and a live readout."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from workbench.ui.controller import MAX_PARAMETERS, Controller
+from workbench.ui.errors import guarded, session_of
+from workbench.zoo.presets import PRESETS
+
+
+def build(controller: Controller, default_expression: str):
+    with gr.Row():
+        expression = gr.Textbox(value=default_expression, label="expression", elem_id="expression", scale=4,
+                                placeholder="lam*a + (1-lam)*b")  # fmt: skip
+        preset = gr.Dropdown([""] + list(PRESETS), value="", label="preset (paper Table 1, RED, LoTA)", scale=2)
+        mode = gr.Radio(["exact", "paper"], value="exact", label="mode", scale=1)
+    sliders = [
+        gr.Slider(-2, 2, value=0.5, step=0.05, label=f"parameter {i + 1}", visible=False, elem_id=f"slider-{i}")
+        for i in range(MAX_PARAMETERS)
+    ]
+    names = gr.State([])
+    with gr.Row():
+        canonical = gr.Textbox(label="canonical form", interactive=False, elem_id="canonical")
+        compare = gr.Checkbox(label="compare to base", value=False)
+    coefficients = gr.Dataframe(label="coefficients", interactive=False)
+    with gr.Row():
+        readout = gr.Textbox(label="readout (composed)", interactive=False, elem_id="readout", lines=2)
+        base_readout = gr.Textbox(label="readout (base)", interactive=False, visible=False, lines=2)
+
+    @guarded
+    def on_expression(text: str, previous: list[str], v0: float, v1: float, v2: float, v3: float,
+                      request: gr.Request):  # fmt: skip
+        values = (v0, v1, v2, v3)
+        params = controller.parameters(session_of(request), text)
+        old = dict(zip(previous, values, strict=False))
+        state = controller.manager.state(session_of(request))
+        updates = []
+        for i in range(MAX_PARAMETERS):
+            if i < len(params):
+                value = old.get(params[i], state.values.get(params[i], 0.5))
+                updates.append(gr.update(visible=True, label=params[i], value=value))
+            else:
+                updates.append(gr.update(visible=False))
+        return [params, *updates]
+
+    @guarded
+    def on_release(text: str, chosen_mode: str, params: list[str], show_base: bool, v0: float, v1: float,
+                   v2: float, v3: float, request: gr.Request):  # fmt: skip
+        values = (v0, v1, v2, v3)
+        session = session_of(request)
+        shown = controller.recompose(session, text, dict(zip(params, values, strict=False)), chosen_mode)
+        base_text = controller.readout(session, use_base=True) if show_base else ""
+        return shown["canonical"], shown["coefficients"], shown["readout"], gr.update(value=base_text,
+                                                                                       visible=show_base)  # fmt: skip
+
+    def on_preset(name: str):
+        return PRESETS[name].expression if name else gr.update()
+
+    outputs = [canonical, coefficients, readout, base_readout]
+    inputs = [expression, mode, names, compare]
+    expression.submit(on_expression, [expression, names, *sliders], [names, *sliders]).then(
+        on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls"
+    )
+    preset.change(on_preset, [preset], [expression]).then(
+        on_expression, [expression, names, *sliders], [names, *sliders]
+    )
+    for slider in sliders:
+        slider.release(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
+    mode.change(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
+    compare.change(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
+    return expression, names, sliders, outputs, on_expression, on_release
