@@ -16,14 +16,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python app.py
+	HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False $(BIN)/python app.py
 
 test: $(STAMP)
-	$(BIN)/ruff check workbench tests app.py
+	$(BIN)/ruff check workbench tests bench app.py assets
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check workbench tests app.py
+	$(BIN)/ruff check workbench tests bench app.py assets
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,7 +3,9 @@
 import argparse
 import os
 
-from workbench.ui.app import DEFAULT_PRESET, build_app
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home; the app runs offline
+
+from workbench.ui.app import DEFAULT_PRESET, build_app  # noqa: E402
 
 
 def main() -> None:

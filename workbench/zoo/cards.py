@@ -30,6 +30,7 @@ PROMPTS = (
 )
 LAMBDAS = (0.2, 0.4, 0.6, 0.8, 1.0)
 PPL_TOLERANCE = 1.05
+TYPE_NAMES = {"lora": "LoRA", "ia3": "(IA)³", "red": "RED", "lota": "LoTA"}
 
 
 @dataclass
