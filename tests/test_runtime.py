@@ -202,3 +202,17 @@ def test_zoo_base_without_its_package(monkeypatch) -> None:
         bases.zoo_base_folder("smollm2-135m-instruct")
     with pytest.raises(WorkbenchError, match="is not a zoo base"):
         bases.zoo_base_folder("gpt-17")
+
+
+def test_compositions_made_under_inference_mode_can_be_reused(base_dirs, adapters) -> None:
+    """A readout runs under torch.inference_mode; the memory it folded into is reused later."""
+    manager = SessionManager(cache_bytes=0)
+    manager.open("s", str(base_dirs["llama"]))
+    manager.add_module("s", "a", adapters["llama"]["lora_a"])
+    manager.set_composition("s", "lam*a", {"lam": 0.3})
+    with torch.inference_mode():
+        first = live_outputs(manager, "s")
+    manager.set_composition("s", "lam*a", {"lam": 0.9})
+    live_outputs(manager, "s")
+    manager.set_composition("s", "lam*a", {"lam": 0.3})
+    assert torch.equal(live_outputs(manager, "s"), first)

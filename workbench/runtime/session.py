@@ -184,7 +184,10 @@ class SessionManager:
         patched = self.cache.get(key, session)
         if patched is None:
             edits = state.composition.edits().renamed(base.shapes.resolve)
-            patched = fold(edits, base.lookup, reuse=live.spare)
+            # Normal tensors even when called under inference_mode: they are cached and may be
+            # folded into again later, which inference tensors refuse outside that mode.
+            with torch.inference_mode(False), torch.no_grad():
+                patched = fold(edits, base.lookup, reuse=live.spare)
             live.spare = None
             for evicted_key, tensors in self.cache.put(key, patched, session):
                 self._recycle(evicted_key, tensors)

@@ -23,12 +23,12 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             "does. Offline: SmolLM2-135M-Instruct and MiniLM from PyPI packages, modules from the zoo."
         )
         status = gr.Markdown(elem_id="status")
-        with gr.Tab("Models"):
-            table = models.build(controller)
         with gr.Tab("Compose"):
             expression, names, sliders, outputs, on_expression, on_release = compose.build(
                 controller, default_expression
             )
+        with gr.Tab("Models"):
+            table = models.build(controller)
         with gr.Tab("Sweep"):
             tasks = sweep.build(controller, expression, names)
         with gr.Tab("Toxicity"):
@@ -58,6 +58,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         ).then(on_release, [expression, gr.State("exact"), names, gr.State(False), *sliders], outputs).then(
             describe, None, [talking_to]
         )
+
         def on_unload(request: gr.Request) -> None:
             controller.release(session_of(request))
 

@@ -44,6 +44,7 @@ UPLOAD_SUFFIXES = (".safetensors", ".json", ".pth")
 UPLOAD_LIMIT_BYTES = 200 * 2**20
 READOUT_PROMPT = "The weather today is"
 MAX_PARAMETERS = 4
+LIVE_PPL_CHARACTERS = 2000  # about 500 SmolLM2 tokens; the model cards use the whole 8,000-character slice
 
 
 @dataclass
@@ -60,6 +61,11 @@ class UiSession:
     history: list[HistoryEntry] = field(default_factory=list)
     upload_dir: Path | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+
+
+def austen_slice() -> str:
+    """The opening of the Austen text: short enough for a live sweep point on a CPU."""
+    return (DATA / "austen-perplexity.txt").read_text(encoding="utf-8")[:LIVE_PPL_CHARACTERS]
 
 
 def allowed_roots() -> list[Path]:
@@ -98,6 +104,8 @@ class Controller:
             self.manager.open(session, chosen.base)
             for name, path in paths.items():
                 self.manager.add_module(session, name, path)
+            values = {k: v for k, v in chosen.values.items() if k in parse(chosen.expression, paths).parameters}
+            self.manager.set_composition(session, chosen.expression, values)
             return chosen.expression
         self.manager.open(session, base or "smollm2-135m-instruct")
         return ""
@@ -236,7 +244,7 @@ class Controller:
             if task == "toxicity":
                 measures.append(ToxicityMeasure(self.scorer, (PAPER_PROMPT,), samples, seed))
             elif task == "austen-perplexity":
-                measures.append(PerplexityMeasure((DATA / "austen-perplexity.txt").read_text(encoding="utf-8")))
+                measures.append(PerplexityMeasure(austen_slice()))
             else:
                 measures.append(TaskMeasure(load_csv_task(DATA / f"{task}.csv"), n, seed))
         if not measures:
@@ -275,7 +283,7 @@ class Controller:
         if module not in state.modules:
             raise WorkbenchError(f"no module named {module!r} is loaded")
         measure = ToxicityMeasure(self.scorer, tuple(prompts) or (PAPER_PROMPT,), samples, seed)
-        ppl = PerplexityMeasure((DATA / "austen-perplexity.txt").read_text(encoding="utf-8"))
+        ppl = PerplexityMeasure(austen_slice())
         saved = (state.expression, dict(state.values), state.mode, state.merge)
         settings = [("base", "", {}), (module, module, {})] + [
             (f"-{lam:g}·{module}", "-lam*" + module, {"lam": lam}) for lam in lambdas

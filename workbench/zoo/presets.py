@@ -7,7 +7,7 @@ this one table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Preset:
     expression: str
     grid: str
     tasks: tuple[str, ...]
+    values: dict[str, float] = field(default_factory=lambda: {"lam": 0.5})  # where the sliders start
 
 
 def _generalization(pem: str) -> Preset:
@@ -37,10 +38,10 @@ def _multitask(pem: str) -> Preset:
     )  # fmt: skip
 
 
-def _unlearning(pem: str) -> Preset:
+def _unlearning(pem: str, lam: float = 0.5) -> Preset:
     return Preset(
         f"unlearning-{pem}", "unlearning (⊖θ)", "smollm2-135m-instruct", {"toxic": f"smollm2-toxic-{pem}"},
-        "-lam*toxic", "lam=0:1:0.1", ("toxicity", "austen-perplexity"),
+        "-lam*toxic", "lam=0:1:0.1", ("toxicity", "austen-perplexity"), {"lam": lam},
     )  # fmt: skip
 
 
@@ -49,7 +50,8 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         *(_generalization(pem) for pem in ("lora", "ia3", "red", "lota")),
         *(_multitask(pem) for pem in ("lora", "ia3", "red", "lota")),
-        *(_unlearning(pem) for pem in ("lora", "ia3", "red")),
+        _unlearning("lora", lam=0.2),  # the λ its model card chose: perplexity within 5% of the base
+        *(_unlearning(pem) for pem in ("ia3", "red")),
         Preset(
             "detox-tuned-lora", "detoxifying a tuned model (θ₁ ⊖ λ(θ_toxic ⊖ θ₁))", "smollm2-135m-instruct",
             {"base_chat": "smollm2-chat-lora", "toxic": "smollm2-toxic-lora"},
