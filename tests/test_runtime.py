@@ -202,6 +202,11 @@ def test_zoo_base_without_its_package(monkeypatch) -> None:
         bases.zoo_base_folder("smollm2-135m-instruct")
     with pytest.raises(WorkbenchError, match="is not a zoo base"):
         bases.zoo_base_folder("gpt-17")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a Space: no package, the hub is there
+    assert bases.zoo_base_source("smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WorkbenchError, match="install it with"):
+        bases.zoo_base_source("smollm2-135m-instruct")
 
 
 def test_compositions_made_under_inference_mode_can_be_reused(base_dirs, adapters) -> None:

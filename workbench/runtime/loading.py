@@ -17,7 +17,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.modules import BaseShapes
-from workbench.zoo.bases import ZOO_BASES, zoo_base_folder
+from workbench.zoo.bases import ZOO_BASES, zoo_base_source
 
 Kind = Literal["causal-lm", "seq2seq", "classifier", "encoder"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
@@ -77,7 +77,7 @@ class LoadedBase:
 def resolve_folder(base: str) -> tuple[str | Path, str]:
     """(what from_pretrained gets, a display name) for a zoo name, folder or hub id."""
     if base in ZOO_BASES:
-        return zoo_base_folder(base), base
+        return zoo_base_source(base), base
     path = Path(base).expanduser()
     if path.is_dir():
         return path, str(path)

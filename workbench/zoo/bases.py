@@ -98,3 +98,14 @@ def zoo_base_folder(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise WorkbenchError(f"zoo base {name} needs its package; install it with: {base.install}")
     return base.prepare(Path(spec.submodule_search_locations[0]))
+
+
+def zoo_base_source(name: str) -> Path | str:
+    """What to load for zoo base `name`: its package's folder, or, where the package is not
+    installed (a Space) and the hub is not switched off, the same model's hub id."""
+    try:
+        return zoo_base_folder(name)
+    except WorkbenchError:
+        if name in ZOO_BASES and os.environ.get("HF_HUB_OFFLINE") != "1":
+            return ZOO_BASES[name].hub_id
+        raise
