@@ -65,9 +65,8 @@ def textbox(page, elem_id: str):
 
 
 def wait_for_value(locator, predicate, timeout_ms: int = 120_000) -> str:
-    locator.page.wait_for_function(
-        "([el, previous]) => el.value && el.value !== previous", arg=[locator.element_handle(), ""], timeout=timeout_ms
-    )
+    """Wait until the box holds text (the app's first readout arrives after the page loads)."""
+    locator.page.wait_for_function("el => el.value", arg=locator.element_handle(), timeout=timeout_ms)
     value = locator.input_value()
     assert predicate(value), value
     return value
@@ -93,18 +92,25 @@ def test_opens_with_the_default_loaded(page) -> None:
 
 
 def test_preset_and_slider_change_the_readout(page) -> None:
-    page.get_by_role("tab", name="Compose").click()
-    expression = textbox(page, "expression")
-    expression.fill("-lam*toxic" if "unlearning" in page.locator("#status").inner_text() else "")
-    if not expression.input_value():
+    if "unlearning" not in page.locator("#status").inner_text():
         pytest.skip("the zoo's toxic module is not built")
-    expression.press("Enter")
+    page.get_by_role("tab", name="Compose").click()
+    page.locator("#preset").click()
+    page.get_by_role("option", name="unlearning-lora").click()
+    page.wait_for_function("el => el.value === '-lam*toxic'", arg=textbox(page, "expression").element_handle())
     readout = textbox(page, "readout")
     first = wait_for_value(readout, lambda v: v.startswith("next token"))
-    set_slider(page, 0, 1.5)
-    page.wait_for_function("([el, old]) => el.value !== old", arg=[readout.element_handle(), first])
+    for value in (1.5, 1.2):  # a second move if the preset's slider update raced the first one
+        set_slider(page, 0, value)
+        try:
+            page.wait_for_function(
+                "([el, old]) => el.value !== old", arg=[readout.element_handle(), first], timeout=30_000
+            )
+            break
+        except Exception:
+            continue
     assert readout.input_value() != first
-    assert "lam" in textbox(page, "canonical").input_value()
+    assert textbox(page, "canonical").input_value() == "-lam*toxic"
 
 
 def test_bad_expression_shows_an_error_and_the_session_survives(page) -> None:
@@ -114,11 +120,11 @@ def test_bad_expression_shows_an_error_and_the_session_survives(page) -> None:
     page.get_by_text(re.compile("cannot multiply two modules")).first.wait_for()
     page.screenshot(path=str(SHOTS / "error.png"))
     readout = textbox(page, "readout")
-    before = readout.input_value()
-    expression.fill("-lam*toxic")
+    before = wait_for_value(readout, lambda v: v.startswith("next token"))  # the default's readout (λ = 0.2)
+    expression.fill("-toxic")  # a valid expression (λ = 1): the session answers with a new readout
     expression.press("Enter")
-    set_slider(page, 0, 0.25)
     page.wait_for_function("([el, old]) => el.value && el.value !== old", arg=[readout.element_handle(), before])
+    assert textbox(page, "canonical").input_value() == "-toxic"
 
 
 def test_short_sweep_fills_plot_and_table(page) -> None:

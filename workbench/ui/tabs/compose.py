@@ -13,7 +13,8 @@ def build(controller: Controller, default_expression: str):
     with gr.Row():
         expression = gr.Textbox(value=default_expression, label="expression", elem_id="expression", scale=4,
                                 placeholder="lam*a + (1-lam)*b")  # fmt: skip
-        preset = gr.Dropdown([""] + list(PRESETS), value="", label="preset (paper Table 1, RED, LoTA)", scale=2)
+        preset = gr.Dropdown([""] + list(PRESETS), value="", label="preset (paper Table 1, RED, LoTA)", scale=2,
+                             elem_id="preset")  # fmt: skip
         mode = gr.Radio(["exact", "paper"], value="exact", label="mode", scale=1)
     sliders = [
         gr.Slider(-2, 2, value=0.5, step=0.05, label=f"parameter {i + 1}", visible=False, elem_id=f"slider-{i}")
