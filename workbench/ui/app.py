@@ -38,7 +38,8 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         with gr.Tab("Export"):
             export.build(controller)
         with gr.Tab("History"):
-            history_table, refresh_history = history.build(controller, expression)
+            restored, _ = history.build(controller, expression)
+            restored.then(on_expression, [expression, names, *sliders], [names, *sliders])  # sliders follow
 
         def on_start(request: gr.Request):
             session = session_of(request)
@@ -63,5 +64,4 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             controller.release(session_of(request))
 
         app.unload(on_unload)
-        del history_table, refresh_history  # wired inside their tab
     return app

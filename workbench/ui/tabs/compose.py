@@ -37,9 +37,15 @@ def build(controller: Controller, default_expression: str):
         old = dict(zip(previous, values, strict=False))
         state = controller.manager.state(session_of(request))
         updates = []
+        restoring = state.expression == text  # a restored or preset composition: its own values win
         for i in range(MAX_PARAMETERS):
             if i < len(params):
-                value = old.get(params[i], state.values.get(params[i], 0.5))
+                saved = state.values.get(params[i])
+                value = (
+                    saved
+                    if restoring and saved is not None
+                    else old.get(params[i], saved if saved is not None else 0.5)
+                )
                 updates.append(gr.update(visible=True, label=params[i], value=value))
             else:
                 updates.append(gr.update(visible=False))

@@ -23,5 +23,5 @@ def build(controller: Controller, expression: gr.Textbox, mode: gr.Radio | None 
         return entry.expression, f"Restored `{entry.expression}` ({values}): {entry.readout}", on_refresh(request)
 
     refresh.click(on_refresh, None, [table])
-    table.select(on_select, None, [expression, restored, table], concurrency_id="model-calls")
-    return table, on_refresh
+    selected = table.select(on_select, None, [expression, restored, table], concurrency_id="model-calls")
+    return selected, on_refresh
