@@ -95,7 +95,6 @@ def sweep(
 ) -> Iterator[SweepUpdate]:
     """Measure `expression` at every grid point; the session's own composition is restored after."""
     state = manager.state(session)
-    saved = (state.expression, dict(state.values), state.mode, state.merge)
     fixed = dict(fixed or {})
     mode, merge = state.mode, state.merge
     combination = parse(expression, state.modules)
@@ -119,15 +118,13 @@ def sweep(
             )
         )
     rows: list[dict[str, object]] = []
-    try:
+    with manager.keeping_composition(session):
         for done, (row, expr, values) in enumerate(jobs, start=1):
             if stop is not None and stop.is_set():
                 break
             manager.set_composition(session, expr, values, mode, merge)
             rows.append({**row, **_measure(manager, session, measures, cache)})
             yield SweepUpdate(pd.DataFrame(rows), done, len(jobs))
-    finally:
-        manager.set_composition(session, *saved)
 
 
 def _measure(
@@ -161,10 +158,6 @@ def measure_point(
     cache: ResultCache,
 ) -> dict[str, float]:
     """The measures at one composition; the session's own composition is restored after."""
-    state = manager.state(session)
-    saved = (state.expression, dict(state.values), state.mode, state.merge)
-    try:
+    with manager.keeping_composition(session) as state:
         manager.set_composition(session, expression, values, state.mode, state.merge)
         return _measure(manager, session, measures, cache)
-    finally:
-        manager.set_composition(session, *saved)

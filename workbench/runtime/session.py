@@ -150,6 +150,17 @@ class SessionManager:
         state.composition = composition
         return composition
 
+    @contextmanager
+    def keeping_composition(self, session: str) -> Iterator[SessionState]:
+        """Let a caller try other compositions (a sweep, a comparison); the session's own
+        expression, values, mode and composition are put back afterwards, even on error."""
+        state = self.state(session)
+        saved = (state.expression, dict(state.values), state.mode, state.merge, state.composition)
+        try:
+            yield state
+        finally:
+            state.expression, state.values, state.mode, state.merge, state.composition = saved
+
     # model calls -------------------------------------------------------
 
     def cache_key(self, state: SessionState) -> Hashable | None:

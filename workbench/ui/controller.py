@@ -153,7 +153,7 @@ class Controller:
                 raise WorkbenchError(f"{source.name}: only {', '.join(UPLOAD_SUFFIXES)} files are accepted")
             if source.stat().st_size > UPLOAD_LIMIT_BYTES:
                 raise WorkbenchError(f"{source.name} is larger than {UPLOAD_LIMIT_BYTES // 2**20} MB")
-            shutil.copy(source, folder / _upload_name(source.name))
+            shutil.copy(source, folder / source.name)
         pth = [p for p in folder.iterdir() if p.suffix == ".pth"]
         module_path = pth[0] if pth and not (folder / "pem_config.json").exists() else folder
         self.manager.add_module(session, name or folder.name, module_path)
@@ -284,12 +284,11 @@ class Controller:
             raise WorkbenchError(f"no module named {module!r} is loaded")
         measure = ToxicityMeasure(self.scorer, tuple(prompts) or (PAPER_PROMPT,), samples, seed)
         ppl = PerplexityMeasure(austen_slice())
-        saved = (state.expression, dict(state.values), state.mode, state.merge)
         settings = [("base", "", {}), (module, module, {})] + [
             (f"-{lam:g}·{module}", "-lam*" + module, {"lam": lam}) for lam in lambdas
         ]
         rows, curve = [], []
-        try:
+        with self.manager.keeping_composition(session):
             for label, expression, values in settings:
                 self.manager.set_composition(session, expression, values, state.mode)
                 with self.manager.model_for(session) as base:
@@ -303,8 +302,6 @@ class Controller:
                                   "perplexity": perplexity})  # fmt: skip
                 elif label == "base":
                     curve.append({"kind": "reference", "label": "base", **summary, "perplexity": perplexity})
-        finally:
-            self.manager.set_composition(session, *saved)
         frame = pd.DataFrame(rows)
         boxes = go.Figure([go.Box(y=group["score"], name=name, boxpoints="all", jitter=0.3)
                            for name, group in frame.groupby("setting", sort=False)])  # fmt: skip
@@ -384,11 +381,6 @@ class Controller:
         except Exception as exc:  # network, auth, permissions: one line for the user
             raise WorkbenchError(f"push to {repo_id} failed ({type(exc).__name__})") from None
         return f"pushed to {repo_id}"
-
-
-def _upload_name(name: str) -> str:
-    """Gradio keeps uploads under random folders; keep the base name, nothing else."""
-    return Path(name).name
 
 
 def _show(values: dict[str, float]) -> str:

@@ -8,7 +8,7 @@ from workbench.ui.controller import Controller
 from workbench.ui.errors import guarded, session_of
 
 
-def build(controller: Controller, expression: gr.Textbox, mode: gr.Radio | None = None):
+def build(controller: Controller, expression: gr.Textbox):
     refresh = gr.Button("Refresh")
     table = gr.Dataframe(label="activated compositions (select a row to restore it)", interactive=False)
     restored = gr.Markdown()
