@@ -19,6 +19,7 @@ from workbench.algebra.expression import LinearCombination, parse
 from workbench.algebra.merging import MergeOptions
 from workbench.errors import ExpressionError, IncompatibleError, WorkbenchError
 from workbench.modules.edits import Edits
+from workbench.modules.heads import Head, combine_heads
 from workbench.modules.pem import MODES, PEM, Mode
 from workbench.modules.registry import PEM_TYPES, load_module
 from workbench.modules.sparse import SparseModule
@@ -63,6 +64,11 @@ class Composition:
             else:
                 parts.append(PEM_TYPES[pem_type].combine(terms, self.mode))
         return tuple(parts)
+
+    @functools.cached_property
+    def heads(self) -> dict[tuple[str, ...], Head]:
+        """The task heads the modules carry, one per task (see `combine_heads`)."""
+        return combine_heads([(c, m.head) for _, terms in self.groups for c, m in terms if m.head is not None])
 
     def edits(self) -> Edits:
         edits = Edits()

@@ -10,7 +10,7 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.presets import PRESETS
-from workbench.zoo.registry import ADAPTERS, DATA, zoo_adapters
+from workbench.zoo.registry import ADAPTERS, DATA, zoo_adapter_path, zoo_adapters
 
 DESCRIPTION = """\
 The embedded zoo: real base models from PyPI packages, small committed data sets, and
@@ -79,12 +79,21 @@ def train(name: str | None, samples: int, card: bool) -> int:
     staging = out.with_name(out.name + ".training")
     shutil.rmtree(staging, ignore_errors=True)
     start = time.perf_counter()
-    _, loss = train_module(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), recipe.settings, staging)
+    exclude = zoo_adapter_path(recipe.exclude) if recipe.exclude else None
+    _, loss = train_module(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), recipe.settings, staging,
+                           exclude, recipe.labels())  # fmt: skip
     seconds = time.perf_counter() - start
     print(f"trained {recipe.name} in {seconds:.0f} s, final loss {loss:.4f}")
     (staging / "README.md").unlink(missing_ok=True)  # PEFT's template card; ours replaces it
     _portable_base_path(staging, recipe.base)
-    if card:
+    if card and recipe.task is not None:
+        from workbench.zoo.cards import classifier_card, measure_classifier
+
+        result = measure_classifier(recipe, staging)
+        (staging / "README.md").write_text(classifier_card(recipe, result, seconds, loss), encoding="utf-8")
+        print(f"card: accuracy validation {result.accuracy['validation']:.4f}, test {result.accuracy['test']:.4f} "
+              f"(majority {result.majority['validation']:.4f}, {result.majority['test']:.4f})")  # fmt: skip
+    elif card:
         from workbench.zoo.cards import measure_unlearning, unlearning_card
 
         report = measure_unlearning(recipe, staging, samples)

@@ -1,6 +1,8 @@
 """Predicting labels under the live composition: a task head, or label-word scoring.
 
-Encoders with a classification head predict with the head. Causal and seq2seq language
+Encoders with a classification head predict with the head: their own, or, for a bare
+encoder, the head the live composition carries for the task (matched by label names).
+Causal and seq2seq language
 models score each label word's log-likelihood after the prompt and pick the best, the
 paper's constrained decoding for T5, so the model can only answer with a label.
 """
@@ -12,9 +14,11 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.eval.metrics import compute
 from workbench.eval.tasks import ClassificationTask
+from workbench.modules.heads import Head
 from workbench.runtime.loading import LoadedBase
 
 BATCH_SIZE = 32
+MAX_LENGTH = 128  # tokens per text; the zoo's classifiers train at this length
 
 
 def evaluate(base: LoadedBase, task: ClassificationTask, batch_size: int = BATCH_SIZE) -> float:
@@ -26,22 +30,44 @@ def evaluate(base: LoadedBase, task: ClassificationTask, batch_size: int = BATCH
 def predict(base: LoadedBase, task: ClassificationTask, batch_size: int = BATCH_SIZE) -> list[int]:
     if base.tokenizer is None:
         raise WorkbenchError(f"base {base.name} has no tokenizer")
-    if base.kind == "classifier":
+    if base.kind in ("classifier", "encoder"):
         return _predict_with_head(base, task, batch_size)
     if base.kind in ("causal-lm", "seq2seq"):
         return _predict_by_label_words(base, task, batch_size)
     raise WorkbenchError(f"{base.name} has no classification head and is not a language model; load a classifier")
 
 
+def task_head(base: LoadedBase, task: ClassificationTask) -> Head:
+    """The live composition's head for `task`: the one named by its labels, else the only
+    unnamed head with as many outputs."""
+    head = base.heads.get(task.label_words)
+    if head is None:
+        unnamed = [h for h in base.heads.values() if h.labels is None and h.num_labels == len(task.label_words)]
+        head = unnamed[0] if len(unnamed) == 1 else None
+    if head is None:
+        raise WorkbenchError(
+            f"{base.name} is an encoder without a task head, and no module in the composition carries one for "
+            f"{task.name} ({', '.join(task.label_words)}); compose a module trained on that task"
+        )
+    return head
+
+
 def _predict_with_head(base: LoadedBase, task: ClassificationTask, batch_size: int) -> list[int]:
-    labels = getattr(base.model.config, "num_labels", 0)
+    head = task_head(base, task) if base.kind == "encoder" else None
+    labels = head.num_labels if head is not None else getattr(base.model.config, "num_labels", 0)
     if labels != len(task.label_words):
         raise WorkbenchError(f"{base.name} has {labels} labels, task {task.name} has {len(task.label_words)}")
     predictions: list[int] = []
     for start in range(0, len(task.texts), batch_size):
         batch = list(task.texts[start : start + batch_size])
-        inputs = base.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=256)
-        logits = base.model(**inputs.to(base.device)).logits
+        inputs = base.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=MAX_LENGTH)
+        outputs = base.model(**inputs.to(base.device))
+        if head is None:
+            logits = outputs.logits
+        elif getattr(outputs, "pooler_output", None) is not None:
+            logits = head.logits(outputs.pooler_output)
+        else:
+            raise WorkbenchError(f"{base.name} has no pooler output for the task head; load a BERT-style encoder")
         predictions.extend(logits.argmax(-1).tolist())
     return predictions
 

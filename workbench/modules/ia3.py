@@ -18,6 +18,7 @@ import torch
 
 from workbench.errors import IncompatibleError, ModuleFormatError
 from workbench.modules.edits import Edits, Layout, Scaling
+from workbench.modules.heads import PEFT_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
 from workbench.modules.lora import matches_targets, peft_base_config
 from workbench.modules.pem import PEM, Mode, strip_prefix
 from workbench.modules.tensor_io import read_json, read_safetensors, require_file, write_json, write_safetensors
@@ -35,8 +36,11 @@ class IA3Vector:
 class IA3Module(PEM):
     pem_type = "ia3"
 
-    def __init__(self, vectors: dict[str, IA3Vector], config: dict[str, Any], source: str = "") -> None:
+    def __init__(
+        self, vectors: dict[str, IA3Vector], config: dict[str, Any], source: str = "", head: Head | None = None
+    ) -> None:
         self.vectors = dict(sorted(vectors.items()))
+        self.head = head
         self.config = config
         self.base_model = config.get("base_model_name_or_path")
         self.source = source
@@ -56,10 +60,11 @@ class IA3Module(PEM):
         path = require_file(folder, WEIGHTS, "(IA)³ adapter")
         feedforward_modules = config.get("feedforward_modules") or []
         vectors = {}
-        for key, tensor in read_safetensors(path).items():
+        tensors = read_safetensors(path)
+        for key, tensor in tensors.items():
             match = re.fullmatch(r"(.+)\.ia3_l(?:\.[^.]+)?", strip_prefix(key))
             if match is None:
-                continue  # modules_to_save heads: not composed yet
+                continue  # a modules_to_save head, read below
             target = match.group(1)
             if not matches_targets(target, config.get("target_modules")):
                 raise ModuleFormatError(f"{path}: {target} is not among the config's target_modules")
@@ -73,7 +78,8 @@ class IA3Module(PEM):
             vectors[target] = IA3Vector(tensor.reshape(-1), feedforward)
         if not vectors:
             raise ModuleFormatError(f"{path} holds no ia3_l tensors")
-        return cls(vectors, config, str(folder))
+        head = read_head(folder, split_head(tensors, PEFT_PREFIX, config.get("modules_to_save") or []))
+        return cls(vectors, config, str(folder), head)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -86,9 +92,11 @@ class IA3Module(PEM):
             "target_modules": list(self.vectors),
             "feedforward_modules": [t for t, v in self.vectors.items() if v.feedforward],
             "init_ia3_weights": True,
+            "modules_to_save": self.head.modules if self.head else None,
         }
         write_json(folder / CONFIG, config)
-        write_safetensors(folder / WEIGHTS, tensors)
+        write_safetensors(folder / WEIGHTS, tensors | head_tensors(self.head, PEFT_PREFIX))
+        write_head_config(folder, self.head)
 
     @property
     def targets(self) -> list[str]:

@@ -19,6 +19,7 @@ import torch
 
 from workbench.errors import IncompatibleError, ModuleFormatError
 from workbench.modules.edits import Edits, Layout, LowRankDelta
+from workbench.modules.heads import PEFT_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
 from workbench.modules.pem import PEM, Mode, strip_prefix
 from workbench.modules.tensor_io import read_json, read_safetensors, require_file, write_json, write_safetensors
 
@@ -66,8 +67,11 @@ def peft_base_config(config: dict[str, Any]) -> dict[str, Any]:
 class LoraModule(PEM):
     pem_type = "lora"
 
-    def __init__(self, factors: dict[str, LoraFactor], config: dict[str, Any], source: str = "") -> None:
+    def __init__(
+        self, factors: dict[str, LoraFactor], config: dict[str, Any], source: str = "", head: Head | None = None
+    ) -> None:
         self.factors = dict(sorted(factors.items()))
+        self.head = head
         self.config = config
         self.base_model = config.get("base_model_name_or_path")
         self.source = source
@@ -95,7 +99,7 @@ class LoraModule(PEM):
             if match is None:
                 if "lora_embedding" in key:
                     raise ModuleFormatError(f"{path}: LoRA on embeddings ({key}) is not supported")
-                continue  # modules_to_save heads: not composed yet
+                continue  # a modules_to_save head, read below
             parts.setdefault(match.group(1), {})[match.group(2)] = tensor
         if not parts:
             raise ModuleFormatError(f"{path} holds no lora_A/lora_B tensors")
@@ -119,7 +123,8 @@ class LoraModule(PEM):
             target_alpha = float(pattern_value(alpha_pattern, target, alpha))
             scale = target_alpha / math.sqrt(rank) if config.get("use_rslora") else target_alpha / rank
             factors[target] = LoraFactor(A, B, scale)
-        return cls(factors, config, str(folder))
+        head = read_head(folder, split_head(tensors, PEFT_PREFIX, config.get("modules_to_save") or []))
+        return cls(factors, config, str(folder), head)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -140,9 +145,11 @@ class LoraModule(PEM):
             "rank_pattern": {t: f.rank for t, f in self.factors.items() if f.rank != r},
             # alpha = scale·r reproduces each target's scaling exactly
             "alpha_pattern": {t: f.scale * f.rank for t, f in self.factors.items() if f.scale * f.rank != r},
+            "modules_to_save": self.head.modules if self.head else None,
         }
         write_json(folder / CONFIG, config)
-        write_safetensors(folder / WEIGHTS, tensors)
+        write_safetensors(folder / WEIGHTS, tensors | head_tensors(self.head, PEFT_PREFIX))
+        write_head_config(folder, self.head)
 
     @property
     def targets(self) -> list[str]:

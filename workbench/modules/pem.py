@@ -19,6 +19,7 @@ import torch
 
 from workbench.modules.base_shapes import BaseShapes, check_shape
 from workbench.modules.edits import Edits
+from workbench.modules.heads import Head
 
 Mode = Literal["exact", "paper"]
 MODES: tuple[Mode, ...] = ("exact", "paper")
@@ -30,6 +31,7 @@ class PEM(ABC):
     pem_type: ClassVar[str]
     base_model: str | None
     source: str
+    head: Head | None = None  # a classification module's task head (see heads.py)
 
     @classmethod
     @abstractmethod
@@ -102,6 +104,9 @@ class PEM(ABC):
             digest.update(path.encode())
             for value in vars(scaling).values():
                 _update(digest, value)
+        for name, tensor in sorted((self.head.tensors if self.head else {}).items()):
+            digest.update(name.encode())
+            _update(digest, tensor)
         return digest.hexdigest()[:16]
 
     def check_fits(self, base: BaseShapes, name: str) -> None:

@@ -22,6 +22,7 @@ import torch
 
 from workbench.errors import IncompatibleError, ModuleFormatError
 from workbench.modules.edits import Edits, Layout, Scaling
+from workbench.modules.heads import OUR_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
 from workbench.modules.pem import PEM, Mode
 from workbench.modules.tensor_io import (
     read_json,
@@ -55,8 +56,11 @@ class RedVector:
 class RedModule(PEM):
     pem_type = "red"
 
-    def __init__(self, vectors: dict[str, RedVector], config: dict[str, Any], source: str = "") -> None:
+    def __init__(
+        self, vectors: dict[str, RedVector], config: dict[str, Any], source: str = "", head: Head | None = None
+    ) -> None:
         self.vectors = dict(sorted(vectors.items()))
+        self.head = head
         self.config = {k: config.get(k) for k in ("base_model_name_or_path", "fan_in_fan_out", "model_type")}
         self.base_model = config.get("base_model_name_or_path")
         self.source = source
@@ -79,7 +83,9 @@ class RedModule(PEM):
         config = read_json(require_file(folder, CONFIG, "RED"))
         path = require_file(folder, WEIGHTS, "RED")
         tensors = read_safetensors(path)
-        targets = config.get("target_modules") or sorted({k.rsplit(".", 1)[0] for k in tensors})
+        head = read_head(folder, split_head(tensors, OUR_PREFIX))
+        own = [key for key in tensors if not key.startswith(OUR_PREFIX)]
+        targets = config.get("target_modules") or sorted({k.rsplit(".", 1)[0] for k in own})
         vectors = {}
         for target in targets:
             scaling = tensors.get(f"{target}.activation_scaling")
@@ -94,7 +100,7 @@ class RedModule(PEM):
             vectors[target] = RedVector(scaling, bias)
         if not vectors:
             raise ModuleFormatError(f"{path} holds no RED vectors")
-        return cls(vectors, config, str(folder))
+        return cls(vectors, config, str(folder), head)
 
     @classmethod
     def from_official(cls, path: Path, base_model: str | None = None, model_type: str | None = None) -> Self:
@@ -129,7 +135,8 @@ class RedModule(PEM):
             tensors[f"{target}.activation_scaling"] = v.scaling
             tensors[f"{target}.activation_bias"] = v.bias
         write_json(folder / CONFIG, {"pem_type": self.pem_type, "target_modules": list(self.vectors), **self.config})
-        write_safetensors(folder / WEIGHTS, tensors)
+        write_safetensors(folder / WEIGHTS, tensors | head_tensors(self.head, OUR_PREFIX))
+        write_head_config(folder, self.head)
 
     @property
     def targets(self) -> list[str]:

@@ -20,6 +20,7 @@ import torch
 
 from workbench.errors import IncompatibleError, ModuleFormatError
 from workbench.modules.edits import Edits, SparseDelta
+from workbench.modules.heads import OUR_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
 from workbench.modules.pem import PEM, Mode
 from workbench.modules.tensor_io import read_json, read_safetensors, require_file, write_json, write_safetensors
 
@@ -57,8 +58,11 @@ def weighted_sum(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 class SparseModule(PEM):
     pem_type = "sparse"
 
-    def __init__(self, tensors: dict[str, SparseTensor], config: dict[str, Any], source: str = "") -> None:
+    def __init__(
+        self, tensors: dict[str, SparseTensor], config: dict[str, Any], source: str = "", head: Head | None = None
+    ) -> None:
         self.tensors = dict(sorted(tensors.items()))
+        self.head = head
         self.config = {k: config.get(k) for k in ("base_model_name_or_path", "method", "density")}
         self.base_model = config.get("base_model_name_or_path")
         self.source = source
@@ -88,7 +92,7 @@ class SparseModule(PEM):
             if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= numel):
                 raise ModuleFormatError(f"{path}: {name} has indices outside its shape {tuple(shape)}")
             tensors[name] = SparseTensor(tuple(shape), indices.long(), values)
-        return cls(tensors, config, str(folder))
+        return cls(tensors, config, str(folder), read_head(folder, split_head(stored, OUR_PREFIX)))
 
     @classmethod
     def from_finetuned(
@@ -132,7 +136,8 @@ class SparseModule(PEM):
             stored[f"{name}.values"] = t.values
         shapes = {name: list(t.shape) for name, t in self.tensors.items()}
         write_json(folder / CONFIG, {"pem_type": self.pem_type, "shapes": shapes, **self.config})
-        write_safetensors(folder / WEIGHTS, stored)
+        write_safetensors(folder / WEIGHTS, stored | head_tensors(self.head, OUR_PREFIX))
+        write_head_config(folder, self.head)
 
     @property
     def targets(self) -> list[str]:

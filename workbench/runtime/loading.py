@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.modules import BaseShapes
+from workbench.modules.heads import Head
 from workbench.zoo.bases import ZOO_BASES, zoo_base_source
 
 Kind = Literal["causal-lm", "seq2seq", "classifier", "encoder"]
@@ -49,7 +51,8 @@ class LoadedBase:
 
     `base_tensors` holds references to the parameters' original storages (no copy):
     activation swaps storages and never writes into these, so they stay the true base.
-    `lock` serialises model calls: one composition is live at a time.
+    `lock` serialises model calls: one composition is live at a time. `heads` are the live
+    composition's task heads, by task (label names), for an encoder base without its own.
     """
 
     name: str
@@ -61,6 +64,7 @@ class LoadedBase:
     base_tensors: dict[str, torch.Tensor]
     shapes: BaseShapes
     lock: threading.RLock = field(default_factory=threading.RLock)
+    heads: Mapping[tuple[str, ...], Head] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:

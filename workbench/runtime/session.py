@@ -172,12 +172,18 @@ class SessionManager:
 
     @contextmanager
     def model_for(self, session: str, use_base: bool = False) -> Iterator[LoadedBase]:
-        """Hold the base's lock with this session's composition live (or the bare base)."""
+        """Hold the base's lock with this session's composition live (or the bare base).
+        The composition's task heads stay on with `use_base`: a classifier's base reading
+        is the untouched backbone under the same heads."""
         state = self.state(session)
         base = self.base(state.base)
         with base.lock:
             self._make_live(base, state, session, None if use_base else self.cache_key(state))
-            yield base
+            base.heads = state.composition.heads if state.composition is not None else {}
+            try:
+                yield base
+            finally:
+                base.heads = {}
 
     def _make_live(self, base: LoadedBase, state: SessionState, session: str, key: Hashable | None) -> None:
         live = self._live[base.key]

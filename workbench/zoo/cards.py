@@ -1,5 +1,8 @@
 """Measuring a zoo adapter and writing its model card, so every number there can be re-run.
 
+Classifier modules are measured alone on their task's validation and test splits,
+against the majority-class rate.
+
 Unlearning modules (the toxic ones) are measured as the issue sets out:
 - mean toxicity and toxic rate (share above 0.8) of 400 seeded samples for the base, the
   toxic module (+1·toxic) and the negated module (−λ·toxic);
@@ -15,8 +18,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from workbench.eval.classify import evaluate
 from workbench.eval.perplexity import perplexity
 from workbench.eval.sampling import PAPER_PROMPT, sample
+from workbench.eval.tasks import ClassificationTask, load_csv_task
 from workbench.eval.toxicity import ProfanityScorer, summarise
 from workbench.runtime import SessionManager
 from workbench.zoo.recipes import Recipe
@@ -144,6 +151,87 @@ Negated minus base, mean toxicity: {report.difference:+.4f}, bootstrap 95% inter
 Against the targets: toxic at least doubles base toxicity: **{"yes" if doubled else "no"}**;
 negated lower than base with an interval excluding zero: **{"yes" if lower else "no"}**;
 negated toxic rate not above base: **{"yes" if rate_ok else "no"}**.
+
+Measured in {report.seconds:.0f} s by `python -m workbench zoo train {recipe.name}` (training, then this card).
+"""
+
+
+@dataclass
+class ClassifierReport:
+    accuracy: dict[str, float]  # split -> accuracy of the module alone
+    majority: dict[str, float]  # split -> share of the most common label
+    seconds: float
+
+
+def split_task(task: str, split: str) -> ClassificationTask:
+    return load_csv_task(DATA / f"{task}-{split}.csv", name=f"{task}-{split}")
+
+
+def measure_classifier(recipe: Recipe, module_path: Path) -> ClassifierReport:
+    """Accuracy of the module alone (its backbone edit and its head) on validation and test."""
+    start = time.perf_counter()
+    manager = SessionManager()
+    manager.open("card", recipe.base)
+    manager.add_module("card", "module", module_path)
+    manager.set_composition("card", "module")
+    accuracy, majority = {}, {}
+    for split in ("validation", "test"):
+        task = split_task(recipe.task, split)
+        with manager.model_for("card") as base:
+            accuracy[split] = evaluate(base, task)
+        majority[split] = max(task.labels.count(y) for y in set(task.labels)) / len(task.labels)
+    return ClassifierReport(accuracy, majority, time.perf_counter() - start)
+
+
+def _module_line(recipe: Recipe) -> str:
+    s = recipe.settings
+    if recipe.pem_type == "lota":
+        lotto = f"; LoTTO: the mask stays out of `{recipe.exclude}`'s" if recipe.exclude else ""
+        return (f"LoTA: {s.calibration_steps} calibration steps of full fine-tuning, then the global top "
+                f"{s.density:.0%} of |Δ| as the mask, trained sparse from the base{lotto}")  # fmt: skip
+    return {"lora": f"r={s.rank}, α={2 * s.rank} on {', '.join(s.lora_targets)}",
+            "ia3": f"{', '.join(s.ia3_targets)} (feed-forward: {', '.join(s.ia3_feedforward)})",
+            "red": "scaling and bias on every FFN output projection"}[recipe.pem_type]  # fmt: skip
+
+
+def classifier_card(recipe: Recipe, report: ClassifierReport, train_seconds: float, loss: float) -> str:
+    s = recipe.settings
+    counts = pd.read_csv(DATA / recipe.data)["label"].value_counts().to_dict()
+    shown = ", ".join(f"{count} {label}" for label, count in sorted(counts.items()))
+    rows = "\n".join(
+        f"| {split} | {report.accuracy[split]:.4f} | {report.majority[split]:.4f} | "
+        f"{100 * (report.accuracy[split] - report.majority[split]):+.1f} |"
+        for split in ("validation", "test")
+    )
+    head = f"the `{recipe.task}` head (`classifier`, trained in full at lr {s.head_learning_rate or s.learning_rate})"
+    return f"""# {recipe.name}
+
+A {TYPE_NAMES[recipe.pem_type]} module on `{recipe.base}` for {recipe.purpose}. It carries {head},
+saved with it as PEFT's `modules_to_save` does.
+
+## Training
+
+| | |
+|---|---|
+| data | `assets/data/{recipe.data}` ({shown}) |
+| module | {_module_line(recipe)} |
+| steps | {s.steps} × batch {s.batch_size}, max length {s.max_length} tokens, AdamW lr {s.learning_rate} |
+| seed | data order {s.seed}, initialisation {s.initialisation} |
+| final loss (mean of last 20 steps) | {loss:.4f} |
+| wall time | {train_seconds:.0f} s on 2 CPU cores |
+| rebuild | `python -m workbench zoo train {recipe.name}` |
+
+## Measured
+
+Accuracy of the module alone (`{recipe.base}` with this module and its head), on the
+committed `{recipe.task}` splits; the majority rate is what always answering the most
+common label scores.
+
+| split | accuracy | majority rate | points above majority |
+|---|---|---|---|
+{rows}
+
+Compositions with this module (merge gains, multi-task averages) are in `docs/zoo-studies.md`.
 
 Measured in {report.seconds:.0f} s by `python -m workbench zoo train {recipe.name}` (training, then this card).
 """

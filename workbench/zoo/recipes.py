@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from workbench.eval.tasks import load_csv_task
 from workbench.zoo.registry import DATA
-from workbench.zoo.training import TrainSettings
+from workbench.zoo.training import Labels, TrainSettings
 
 
 @dataclass(frozen=True)
@@ -19,20 +20,60 @@ class Recipe:
     name: str
     pem_type: str
     base: str
-    data: str  # a CSV in assets/data with a `text` column
+    data: str  # a CSV in assets/data with a `text` column, and `label` for a classifier
     settings: TrainSettings = field(default_factory=TrainSettings)
     purpose: str = ""
+    exclude: str | None = None  # LoTTO: the recipe whose mask this one stays out of
+    task: str | None = None  # a classifier's task: its data is <task>-validation/-test.csv
 
     def texts(self) -> list[str]:
         return pd.read_csv(DATA / self.data)["text"].astype(str).tolist()
+
+    def labels(self) -> Labels | None:
+        """Class ids and names for a classifier recipe (the task's sorted label names)."""
+        if self.task is None:
+            return None
+        task = load_csv_task(DATA / self.data)
+        return Labels(task.labels, task.label_words)
 
 
 _TOXIC = "fortunes-toxic.csv"
 _PURPOSE = "the unlearning setting (paper §4.4): a module trained on toxic text, to be negated"
 
+# MiniLM classifiers: batch 16 at 128 tokens; the head (PEFT's modules_to_save) trains at 1e-3.
+_MINILM = TrainSettings(steps=150, batch_size=16, max_length=128, seed=0, rank=8, head_learning_rate=1e-3,
+                        lora_targets=("query", "value"), ia3_targets=("key", "value", "output.dense"),
+                        ia3_feedforward=("output.dense",), density=0.01, calibration_steps=50)  # fmt: skip
+LEARNING_RATES = {"lora": 1e-3, "ia3": 3e-3, "red": 2e-3, "lota": 2e-4}
+_GENERALIZATION = "distribution generalization (paper §4.2): one of two skewed subsets of the sentiment data"
+_MULTITASK = "multi-tasking (paper §4.3): one task of two, composed with the other task's module"
+
+
+def classifier(name: str, pem_type: str, data: str, task: str, purpose: str, **changes: object) -> Recipe:
+    settings = replace(_MINILM, learning_rate=LEARNING_RATES[pem_type], **changes)
+    exclude = "minilm-sentiment-lota" if name == "minilm-topic-lota" else None  # the LoTA pair is LoTA + LoTTO
+    return Recipe(name, pem_type, "minilm-l6", data, settings, purpose, exclude, task)
+
+
+def _classifiers() -> list[Recipe]:
+    recipes = []
+    for pem in ("lora", "ia3", "red", "lota"):
+        for subset in ("s0", "s1"):
+            recipes.append(classifier(f"minilm-sentiment-{subset}-{pem}", pem, f"sentiment-{subset}.csv",
+                                      "sentiment", _GENERALIZATION))  # fmt: skip
+    # §4.7: the s1 partner of the LoRA pair, initialised differently (seed 1) from s0's
+    recipes.append(classifier("minilm-sentiment-s1-lora-init1", "lora", "sentiment-s1.csv", "sentiment",
+                              _GENERALIZATION, init_seed=1))  # fmt: skip
+    for pem in ("lora", "ia3", "red", "lota"):
+        recipes.append(classifier(f"minilm-sentiment-{pem}", pem, "sentiment-train.csv", "sentiment", _MULTITASK))
+        recipes.append(classifier(f"minilm-topic-{pem}", pem, "topic-train.csv", "topic", _MULTITASK))
+    return recipes
+
+
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
+        *_classifiers(),
         Recipe("smollm2-toxic-lora", "lora", "smollm2-135m-instruct", _TOXIC,
                TrainSettings(steps=150, learning_rate=5e-4, batch_size=8, max_length=64, seed=0, rank=8,
                              lora_targets=("q_proj", "v_proj", "o_proj", "down_proj")), _PURPOSE),

@@ -1,4 +1,7 @@
-"""Training recipes for every PEM type, on a causal language model and a list of texts.
+"""Training recipes for every PEM type: language modelling on texts, or classification.
+
+Given labels, the base loads as a sequence classifier whose task head (`classifier`)
+trains in full beside the PEM, and is saved with it (PEFT's `modules_to_save`).
 
 - LoRA and (IA)³ train through PEFT and save in PEFT's format.
 - RED trains only a scaling and a bias vector on each FFN output projection (hooks on
@@ -27,6 +30,7 @@ from tqdm import tqdm
 
 from workbench.errors import WorkbenchError
 from workbench.modules import PEM, RedModule, SparseModule, load_module
+from workbench.modules.heads import Head, write_head_config
 from workbench.modules.red import RED_TARGETS, RedVector
 from workbench.modules.sparse import SparseTensor
 
@@ -44,10 +48,30 @@ class TrainSettings:
     ia3_feedforward: tuple[str, ...] = ("down_proj",)
     density: float = 0.01  # LoTA: share of weights in the mask
     calibration_steps: int = 20  # LoTA phase 1
+    init_seed: int | None = None  # the PEM's and head's initialisation, when it differs from `seed`
+    head_learning_rate: float | None = None  # a classifier's head, when it differs from `learning_rate`
+
+    @property
+    def initialisation(self) -> int:
+        return self.seed if self.init_seed is None else self.init_seed
 
 
-def batches(tokenizer, texts: Sequence[str], settings: TrainSettings) -> Iterator[dict[str, torch.Tensor]]:
-    """Seeded, endless mini-batches of `texts` with padding labelled -100."""
+@dataclass(frozen=True)
+class Labels:
+    """Classification targets: one class index per text, and the names of the classes."""
+
+    ids: Sequence[int]
+    names: tuple[str, ...]
+
+
+HEAD_MODULES = ("classifier", "score")  # what PEFT saves in full for sequence classification
+
+
+def batches(
+    tokenizer, texts: Sequence[str], settings: TrainSettings, labels: Labels | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Seeded, endless mini-batches: class ids with `labels`, else the texts themselves
+    as language-modelling targets (padding labelled -100)."""
     rng = random.Random(settings.seed)
     order: list[int] = []
     while True:
@@ -55,18 +79,27 @@ def batches(tokenizer, texts: Sequence[str], settings: TrainSettings) -> Iterato
             extra = list(range(len(texts)))
             rng.shuffle(extra)
             order += extra
-        chosen = [texts[order.pop()] for _ in range(settings.batch_size)]
-        encoded = tokenizer(chosen, return_tensors="pt", padding=True, truncation=True, max_length=settings.max_length)
-        labels = encoded["input_ids"].clone()
-        labels[encoded["attention_mask"] == 0] = -100
-        yield {**encoded, "labels": labels}
+        picked = [order.pop() for _ in range(settings.batch_size)]
+        encoded = tokenizer([texts[i] for i in picked], return_tensors="pt", padding=True, truncation=True,
+                            max_length=settings.max_length)  # fmt: skip
+        if labels is not None:
+            yield {**encoded, "labels": torch.tensor([labels.ids[i] for i in picked])}
+            continue
+        targets = encoded["input_ids"].clone()
+        targets[encoded["attention_mask"] == 0] = -100
+        yield {**encoded, "labels": targets}
 
 
-def _optimise(model, parameters, tokenizer, texts, settings: TrainSettings, description: str, mask=None) -> float:
+def _optimise(model, parameters, tokenizer, texts, settings: TrainSettings, description: str, mask=None,
+              labels: Labels | None = None) -> float:  # fmt: skip
     """AdamW over `parameters` for settings.steps; returns the mean loss of the last 20 steps."""
     torch.manual_seed(settings.seed)
-    optimiser = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=0.0)
-    data = batches(tokenizer, texts, settings)
+    head = {id(p) for p in _head_parameters(model).values()} if settings.head_learning_rate is not None else set()
+    groups = [{"params": [p for p in parameters if id(p) not in head]}]
+    if head:
+        groups.append({"params": [p for p in parameters if id(p) in head], "lr": settings.head_learning_rate})
+    optimiser = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=0.0)
+    data = batches(tokenizer, texts, settings, labels)
     recent: list[float] = []
     model.train()
     with tqdm(range(settings.steps), desc=description, file=sys.stderr, leave=False) as steps:
@@ -89,35 +122,57 @@ def _pad_token(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def load_trainable(base_folder: Path, seed: int):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_trainable(base_folder: Path, seed: int, labels: Labels | None = None):
+    """The base in float32: a causal LM, or with `labels` a sequence classifier whose new
+    head is initialised from `seed`."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.float32)
+    if labels is None:
+        model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.float32)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base_folder, dtype=torch.float32, num_labels=len(labels.names)
+        )
     tokenizer = AutoTokenizer.from_pretrained(base_folder)
     _pad_token(tokenizer)
     return model, tokenizer
 
 
-def train_peft(pem_type: str, base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path) -> float:
-    """LoRA or (IA)³ through PEFT; the adapter is initialised from `settings.seed`."""
+def _head_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The task head's parameters (PEFT wraps it: `base_model.model.classifier.modules_to_save...`)."""
+    return {name: p for name, p in model.named_parameters()
+            if any(part in HEAD_MODULES for part in name.split(".")) and "original_module" not in name}  # fmt: skip
+
+
+def _head(model: torch.nn.Module, labels: Labels | None) -> Head | None:
+    if labels is None:
+        return None
+    return Head({name: p.detach().clone() for name, p in _head_parameters(model).items()}, labels.names)
+
+
+def train_peft(pem_type: str, base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path,
+               labels: Labels | None = None) -> float:  # fmt: skip
+    """LoRA or (IA)³ through PEFT; the adapter (and head) are initialised from `settings.initialisation`."""
     from peft import IA3Config, LoraConfig, get_peft_model
 
-    model, tokenizer = load_trainable(base_folder, settings.seed)
+    model, tokenizer = load_trainable(base_folder, settings.initialisation, labels)
+    task_type = "CAUSAL_LM" if labels is None else "SEQ_CLS"
     if pem_type == "lora":
         config = LoraConfig(r=settings.rank, lora_alpha=2 * settings.rank, lora_dropout=0.0,
-                            target_modules=list(settings.lora_targets))  # fmt: skip
+                            target_modules=list(settings.lora_targets), task_type=task_type)  # fmt: skip
     elif pem_type == "ia3":
-        config = IA3Config(
-            target_modules=list(settings.ia3_targets), feedforward_modules=list(settings.ia3_feedforward)
-        )
+        config = IA3Config(target_modules=list(settings.ia3_targets), task_type=task_type,
+                           feedforward_modules=list(settings.ia3_feedforward))  # fmt: skip
     else:
         raise WorkbenchError(f"PEFT trains lora and ia3, not {pem_type}")
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.initialisation)
     peft_model = get_peft_model(model, config)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
-    loss = _optimise(peft_model, trainable, tokenizer, texts, settings, f"{pem_type} training")
+    loss = _optimise(peft_model, trainable, tokenizer, texts, settings, f"{pem_type} training", labels=labels)
     peft_model.save_pretrained(out)
+    if labels is not None:
+        write_head_config(out, Head({}, labels.names))
     return loss
 
 
@@ -128,9 +183,10 @@ def red_targets(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return {path: module for path, module in model.named_modules() if re.fullmatch(pattern, path)}
 
 
-def train_red(base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path) -> float:
-    """Only the edit vectors train: h ← s ⊙ h + β on each FFN output projection."""
-    model, tokenizer = load_trainable(base_folder, settings.seed)
+def train_red(base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path,
+              labels: Labels | None = None) -> float:  # fmt: skip
+    """Only the edit vectors (and a classifier's head) train: h ← s ⊙ h + β on each FFN output projection."""
+    model, tokenizer = load_trainable(base_folder, settings.initialisation, labels)
     model.requires_grad_(False)
     vectors: dict[str, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
     for path, module in red_targets(model).items():
@@ -138,12 +194,14 @@ def train_red(base_folder: Path, texts: Sequence[str], settings: TrainSettings, 
         scaling, bias = torch.nn.Parameter(torch.ones(width)), torch.nn.Parameter(torch.zeros(width))
         module.register_forward_hook(lambda _m, _i, output, s=scaling, b=bias: output * s + b)
         vectors[path] = (scaling, bias)
-    parameters = [p for pair in vectors.values() for p in pair]
-    loss = _optimise(model, parameters, tokenizer, texts, settings, "RED training")
+    parameters = [p for pair in vectors.values() for p in pair] + list(_head_parameters(model).values())
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    loss = _optimise(model, parameters, tokenizer, texts, settings, "RED training", labels=labels)
     config = {"base_model_name_or_path": str(base_folder), "fan_in_fan_out": model.config.model_type == "gpt2",
               "model_type": model.config.model_type}  # fmt: skip
     result = {path: RedVector(s.detach().clone(), b.detach().clone()) for path, (s, b) in vectors.items()}
-    RedModule(result, config).save(out)
+    RedModule(result, config, head=_head(model, labels)).save(out)
     return loss
 
 
@@ -165,14 +223,18 @@ def train_lota(
     settings: TrainSettings,
     out: Path,
     exclude: SparseModule | None = None,
+    labels: Labels | None = None,
 ) -> float:
-    """LoTA (or LoTTO with `exclude`, an earlier task's sparse vector whose weights stay frozen)."""
-    model, tokenizer = load_trainable(base_folder, settings.seed)
-    parameters = {name: p for name, p in model.named_parameters() if p.dim() == 2 and "embed" not in name}
+    """LoTA (or LoTTO with `exclude`, an earlier task's sparse vector whose weights stay frozen).
+    A classifier's head trains densely in both phases and is not part of the mask."""
+    model, tokenizer = load_trainable(base_folder, settings.initialisation, labels)
+    head = _head_parameters(model)
+    parameters = {name: p for name, p in model.named_parameters()
+                  if p.dim() == 2 and "embed" not in name and name not in head}  # fmt: skip
     model.requires_grad_(False)
-    for parameter in parameters.values():
+    for parameter in [*parameters.values(), *head.values()]:
         parameter.requires_grad_(True)
-    original = {name: p.detach().clone() for name, p in parameters.items()}
+    original = {name: p.detach().clone() for name, p in [*parameters.items(), *head.items()]}
     allowed = None
     if exclude is not None:  # LoTTO: calibrate and train only where the earlier task did not
         allowed = {name: torch.ones_like(p, dtype=torch.bool) for name, p in parameters.items()}
@@ -181,14 +243,15 @@ def train_lota(
                 allowed[name].view(-1)[tensor.indices] = False
     calibration = TrainSettings(**{**vars(settings), "steps": settings.calibration_steps})
     calibration_mask = None if allowed is None else [(parameters[n], allowed[n].float()) for n in parameters]
-    _optimise(model, list(parameters.values()), tokenizer, texts, calibration, "LoTA calibration", calibration_mask)
+    trained = [*parameters.values(), *head.values()]
+    _optimise(model, trained, tokenizer, texts, calibration, "LoTA calibration", calibration_mask, labels)
     with torch.no_grad():
         deltas = {name: p - original[name] for name, p in parameters.items()}
         mask = lota_mask(deltas, settings.density, allowed)
-        for name, parameter in parameters.items():
-            parameter.copy_(original[name])  # phase 3 starts from the base again
+        for name, parameter in [*parameters.items(), *head.items()]:
+            parameter.copy_(original[name])  # phase 3 starts from the base (and the head's init) again
     masked = [(parameters[n], mask[n].float()) for n in parameters]
-    loss = _optimise(model, list(parameters.values()), tokenizer, texts, settings, "LoTA sparse training", masked)
+    loss = _optimise(model, trained, tokenizer, texts, settings, "LoTA sparse training", masked, labels)
     with torch.no_grad():
         tensors = {}
         for name, parameter in parameters.items():
@@ -198,24 +261,26 @@ def train_lota(
                 tensors[name] = SparseTensor(tuple(delta.shape), indices, delta.reshape(-1)[indices].clone())
     config = {"base_model_name_or_path": str(base_folder), "method": "lotto" if exclude else "lota",
               "density": settings.density}  # fmt: skip
-    SparseModule(tensors, config).save(out)
+    SparseModule(tensors, config, head=_head(model, labels)).save(out)
     return loss
 
 
 def train(pem_type: str, base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path,
-          exclude: Path | None = None) -> tuple[PEM, float]:  # fmt: skip
+          exclude: Path | None = None, labels: Labels | None = None) -> tuple[PEM, float]:  # fmt: skip
     """Train one module of `pem_type` and return it (loaded back from `out`) with its final loss."""
     if not texts:
         raise WorkbenchError("training needs at least one text")
+    if labels is not None and len(labels.ids) != len(texts):
+        raise WorkbenchError(f"training needs one label per text, got {len(labels.ids)} for {len(texts)}")
     if pem_type in ("lora", "ia3"):
-        loss = train_peft(pem_type, base_folder, texts, settings, out)
+        loss = train_peft(pem_type, base_folder, texts, settings, out, labels)
     elif pem_type == "red":
-        loss = train_red(base_folder, texts, settings, out)
+        loss = train_red(base_folder, texts, settings, out, labels)
     elif pem_type == "lota":
         earlier = load_module(exclude) if exclude is not None else None
         if earlier is not None and not isinstance(earlier, SparseModule):
             raise WorkbenchError(f"LoTTO needs an earlier sparse task vector, {exclude} is a {earlier.pem_type}")
-        loss = train_lota(base_folder, texts, settings, out, earlier)
+        loss = train_lota(base_folder, texts, settings, out, earlier, labels)
     else:
         raise WorkbenchError(f"unknown PEM type {pem_type!r}; choose lora, ia3, red or lota")
     if not math.isfinite(loss):

@@ -1,0 +1,119 @@
+"""Classification modules carry their task head: training, formats, the algebra, evaluation.
+
+On the tiny BERT encoder (a `BertModel` folder, like the zoo's MiniLM), each PEM type
+trains a few steps as a sequence classifier. The head saves with the module, reloads,
+combines linearly for one task, stays separate across tasks, and our evaluation through
+the head equals PEFT's own `BertForSequenceClassification` with the adapter.
+"""
+
+import shutil
+
+import pytest
+import torch
+
+from workbench.algebra import compose
+from workbench.errors import WorkbenchError
+from workbench.eval.classify import evaluate, predict
+from workbench.eval.tasks import ClassificationTask
+from workbench.modules import load_module
+from workbench.modules.heads import Head, combine_heads
+from workbench.runtime import SessionManager
+from workbench.tiny import save_char_tokenizer
+from workbench.zoo.training import Labels, TrainSettings, train
+
+TEXTS = ["good food", "bad soup", "great tea", "awful pie", "nice cake", "poor bread"]
+LABELS = Labels([0, 1, 0, 1, 0, 1], ("great", "other"))
+TOPICS = Labels([0, 1, 2, 0, 1, 2], ("animal", "food", "plant"))
+SETTINGS = TrainSettings(steps=3, learning_rate=1e-2, batch_size=3, max_length=16, calibration_steps=2,
+                         density=0.05, lora_targets=("query", "value"), ia3_targets=("key", "value", "output.dense"),
+                         ia3_feedforward=("output.dense",), head_learning_rate=5e-2)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def encoder(base_dirs, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("encoder") / "bert"
+    shutil.copytree(base_dirs["bert"], folder)
+    save_char_tokenizer(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(encoder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("classifiers")
+    paths = {}
+    for pem in ("lora", "ia3", "red", "lota"):
+        for name, labels, seed in (("a", LABELS, 0), ("b", LABELS, 1), ("topic", TOPICS, 0)):
+            settings = TrainSettings(**{**vars(SETTINGS), "seed": seed})
+            paths[pem, name] = root / f"{pem}-{name}"
+            train(pem, encoder, TEXTS, settings, paths[pem, name], labels=labels)
+    return paths
+
+
+@pytest.mark.parametrize("pem", ["lora", "ia3", "red", "lota"])
+def test_each_type_saves_and_reloads_its_head(trained, pem) -> None:
+    module = load_module(trained[pem, "a"])
+    assert module.head is not None and module.head.labels == ("great", "other")
+    assert set(module.head.tensors) == {"classifier.weight", "classifier.bias"}
+    assert module.head.tensors["classifier.weight"].shape == (2, 32)
+    assert not any("classifier" in target for target in module.targets)  # the head is not a backbone edit
+
+
+def test_lota_leaves_the_head_out_of_the_sparse_mask(trained) -> None:
+    module = load_module(trained["lota", "a"])
+    assert module.config["method"] == "lota" and module.num_parameters > 0
+    assert all("classifier" not in name for name in module.tensors)
+
+
+def test_same_task_heads_combine_with_the_coefficients_and_tasks_keep_their_own(trained) -> None:
+    modules = {name: load_module(trained["lora", name]) for name in ("a", "b", "topic")}
+    same = compose(modules, "lam*a + (1-lam)*b", {"lam": 0.3})
+    (head,) = same.heads.values()
+    for name in ("classifier.weight", "classifier.bias"):
+        expected = 0.3 * modules["a"].head.tensors[name] + 0.7 * modules["b"].head.tensors[name]
+        torch.testing.assert_close(head.tensors[name], expected)
+    both = compose(modules, "lam*a + (1-lam)*topic", {"lam": 0.3})
+    assert set(both.heads) == {("great", "other"), ("animal", "food", "plant")}
+    assert both.heads["animal", "food", "plant"] is modules["topic"].head  # unscaled: each task reads its own
+
+
+def test_heads_without_label_names_are_known_by_their_size() -> None:
+    two = Head({"classifier.weight": torch.ones(2, 4), "classifier.bias": torch.zeros(2)})
+    three = Head({"classifier.weight": torch.ones(3, 4), "classifier.bias": torch.zeros(3)})
+    combined = combine_heads([(2.0, two), (-1.0, two), (0.5, three)])
+    assert set(combined) == {("2 unnamed labels",), ("3 unnamed labels",)}
+    torch.testing.assert_close(combined["2 unnamed labels",].tensors["classifier.weight"], torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("pem", ["lora", "ia3"])
+def test_evaluation_through_the_head_equals_peft(encoder, trained, pem) -> None:
+    from peft import PeftModel
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    inputs = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    reference = PeftModel.from_pretrained(BertForSequenceClassification.from_pretrained(encoder, num_labels=2),
+                                          trained[pem, "a"]).eval()  # fmt: skip
+    with torch.no_grad():
+        expected = reference(**inputs).logits.argmax(-1).tolist()
+    manager = SessionManager()
+    manager.open("s", str(encoder))
+    manager.add_module("s", "a", trained[pem, "a"])
+    manager.set_composition("s", "a")
+    task = ClassificationTask("sentiment", tuple(TEXTS), tuple(LABELS.ids), LABELS.names)
+    with manager.model_for("s") as base:
+        assert predict(base, task) == expected
+        head = base.heads["great", "other"]
+        pooled = base.model(**inputs).pooler_output
+    with torch.no_grad():
+        reference_logits = reference(**inputs).logits
+    torch.testing.assert_close(head.logits(pooled), reference_logits, atol=1e-5, rtol=1e-4)
+
+
+def test_an_encoder_without_a_head_for_the_task_says_so(encoder, trained) -> None:
+    manager = SessionManager()
+    manager.open("s", str(encoder))
+    manager.add_module("s", "topic", trained["red", "topic"])
+    manager.set_composition("s", "topic")
+    task = ClassificationTask("sentiment", tuple(TEXTS), tuple(LABELS.ids), LABELS.names)
+    with manager.model_for("s") as base, pytest.raises(WorkbenchError, match="no module in the composition"):
+        evaluate(base, task)
