@@ -117,3 +117,37 @@ def test_an_encoder_without_a_head_for_the_task_says_so(encoder, trained) -> Non
     task = ClassificationTask("sentiment", tuple(TEXTS), tuple(LABELS.ids), LABELS.names)
     with manager.model_for("s") as base, pytest.raises(WorkbenchError, match="no module in the composition"):
         evaluate(base, task)
+
+
+def _session(encoder, trained, names) -> SessionManager:
+    manager = SessionManager()
+    manager.open("s", str(encoder))
+    for name in names:
+        manager.add_module("s", name, trained["lora", name])
+    return manager
+
+
+def test_the_base_reads_through_the_loaded_modules_heads_averaged_per_task(encoder, trained) -> None:
+    manager = _session(encoder, trained, ("a", "b", "topic"))
+    a, b = (manager.state("s").modules[n].head.tensors["classifier.weight"] for n in ("a", "b"))
+    with manager.model_for("s", use_base=True) as base:
+        torch.testing.assert_close(base.heads["great", "other"].tensors["classifier.weight"], (a + b) / 2)
+        assert ("animal", "food", "plant") in base.heads
+    manager.set_composition("s", "a")
+    with manager.model_for("s") as base:  # the composition's own head wins for its task
+        torch.testing.assert_close(base.heads["great", "other"].tensors["classifier.weight"], a)
+        assert ("animal", "food", "plant") in base.heads  # other tasks: the loaded module's head
+    assert manager.base(str(encoder)).heads == {}  # heads are live only inside model_for
+
+
+def test_a_classifier_sweep_measures_references_and_points(encoder, trained) -> None:
+    from workbench.eval import TaskMeasure, parse_grid, sweep
+
+    manager = _session(encoder, trained, ("a", "b"))
+    task = ClassificationTask("sentiment", tuple(TEXTS), tuple(LABELS.ids), LABELS.names)
+    updates = list(sweep(manager, "s", "lam*a + (1-lam)*b", [parse_grid("lam=0,1")], [TaskMeasure(task, None)]))
+    table = updates[-1].frame
+    assert list(table["label"][:3]) == ["base", "a", "b"] and len(table) == 5
+    assert table["sentiment"].between(0, 1).all()
+    assert table["sentiment"].iloc[3] == table["sentiment"].iloc[2]  # λ=0 is b alone, head and all
+    assert table["sentiment"].iloc[4] == table["sentiment"].iloc[1]  # λ=1 is a alone

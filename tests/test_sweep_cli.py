@@ -82,6 +82,6 @@ def test_bad_sweeps_exit_2(base_dirs, adapters, files, capsys, extra, fragment) 
 
 def test_presets_listed_and_missing_zoo_adapters_named(capsys, tmp_path) -> None:
     code, out, _ = run(capsys, ["sweep", "--list-presets"])
-    assert code == 0 and "unlearning-lora" in out and "-lam*toxic" in out and "detox-tuned-lora" in out
+    assert code == 0 and "unlearning-lora" in out and "-lam*toxic" in out and "distribution-generalization-lora" in out
     code, _, err = run(capsys, ["sweep", "--preset", "no-such", "--out", str(tmp_path / "o")])
     assert code == 2 and "unknown preset" in err

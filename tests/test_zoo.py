@@ -16,6 +16,7 @@ from workbench.zoo.cards import bootstrap_difference
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.recipes import RECIPES
 from workbench.zoo.registry import DATA, zoo_adapter_path
+from workbench.zoo.splits import skewed_subsets
 
 
 def r_blob(kind: bytes, payload: bytes) -> bytes:
@@ -75,7 +76,28 @@ def test_recipes_and_presets_are_consistent() -> None:
     for recipe in RECIPES.values():
         assert recipe.texts() and recipe.pem_type in ("lora", "ia3", "red", "lota")
     unlearning = [p for p in PRESETS.values() if p.name.startswith("unlearning-")]
-    assert {p.adapters["toxic"] for p in unlearning} == set(RECIPES)
+    assert {p.adapters["toxic"] for p in unlearning} == {n for n in RECIPES if n.startswith("smollm2-toxic")}
+    for preset in PRESETS.values():  # every preset's modules are rebuilt by a recipe on the preset's base
+        assert all(RECIPES[zoo].base == preset.base for zoo in preset.adapters.values()), preset.name
+    classifiers = [recipe for recipe in RECIPES.values() if recipe.task]
+    assert len(classifiers) == 17
+    for recipe in classifiers:
+        labels = recipe.labels()
+        assert labels is not None and len(labels.ids) == len(recipe.texts()) and len(set(labels.ids)) > 1
+    assert RECIPES["minilm-topic-lota"].exclude == "minilm-sentiment-lota"  # the LoTA pair is LoTA + LoTTO
+    assert (
+        RECIPES["minilm-sentiment-s1-lora-init1"].settings.initialisation
+        != RECIPES["minilm-sentiment-s0-lora"].settings.initialisation
+    )
+
+
+def test_skewed_subsets_follow_the_papers_recipe() -> None:
+    train = pd.read_csv(DATA / "sentiment-train.csv")
+    s0, s1 = skewed_subsets(train, "other")
+    assert len(s0) == len(s1) == 1000 and not set(s0["text"]) & set(s1["text"])
+    assert (s0["label"] == "other").sum() == 800 and (s1["label"] == "other").sum() == 200
+    committed = [pd.read_csv(DATA / f"sentiment-{name}.csv") for name in ("s0", "s1")]
+    assert committed[0].equals(s0) and committed[1].equals(s1)  # the committed files are this function's output
     with pytest.raises(WorkbenchError, match="is not in"):
         zoo_adapter_path("no-such-adapter")
 

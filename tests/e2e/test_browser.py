@@ -158,3 +158,26 @@ def test_chat_streams_a_reply(page) -> None:
     page.get_by_text(re.compile(r"toxicity \d\.\d{3}")).first.wait_for(timeout=180_000)
     assert "Talking to" in page.locator("#talking-to").inner_text()
     page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+
+def test_minilm_preset_reads_accuracy_and_sweeps_it(page) -> None:
+    from workbench.zoo.registry import ADAPTERS
+
+    if not (ADAPTERS / "minilm-sentiment-s0-lora").is_dir():
+        pytest.skip("the zoo's MiniLM modules are not built")
+    page.get_by_role("tab", name="Compose").click()
+    page.locator("#preset").click()
+    page.get_by_role("option", name="distribution-generalization-lora", exact=True).click()
+    page.get_by_text(re.compile("Loaded preset distribution-generalization-lora")).wait_for()
+    readout = textbox(page, "readout")
+    page.wait_for_function("el => el.value.startsWith('accuracy on')", arg=readout.element_handle())
+    assert "sentiment-validation" in readout.input_value()
+    page.get_by_role("tab", name="Sweep").click()
+    textbox(page, "grid-a").fill("0,0.5,1")
+    textbox(page, "sweep-n").fill("40")
+    page.locator("#run-sweep").click()
+    progress = textbox(page, "sweep-progress")
+    page.wait_for_function("el => el.value.startsWith('done')", arg=progress.element_handle(), timeout=300_000)
+    table = page.locator("#sweep-table").inner_text()
+    assert "sentiment-validation" in table and "reference" in table and "point" in table
+    page.screenshot(path=str(SHOTS / "sweep-accuracy.png"), full_page=True)

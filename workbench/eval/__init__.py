@@ -1,5 +1,6 @@
 """Evaluation: task metrics, perplexity, toxicity, streamed λ sweeps and automatic λ."""
 
+from workbench.eval.classify import evaluate
 from workbench.eval.measures import PerplexityMeasure, TaskMeasure, ToxicityMeasure
 from workbench.eval.sweep import GridAxis, ResultCache, SweepUpdate, parse_grid, sweep
 from workbench.eval.tasks import ClassificationTask, load_csv_task
@@ -16,6 +17,7 @@ __all__ = [
     "TaskMeasure",
     "ToxicityMeasure",
     "default_scorer",
+    "evaluate",
     "load_csv_task",
     "parse_grid",
     "sweep",

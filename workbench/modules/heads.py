@@ -101,6 +101,16 @@ def write_head_config(folder: Path, head: Head | None) -> None:
         write_json(folder / HEAD_CONFIG, {"labels": list(head.labels)})
 
 
+def loaded_heads(heads: Sequence[Head]) -> dict[tuple[str, ...], Head]:
+    """The heads of a set of loaded modules with no composition over them: each task's
+    heads averaged. It is what the bare base (or a module composed alone) is read through
+    for a task that no module in the composition carries."""
+    counts: dict[tuple[str, ...], int] = {}
+    for head in heads:
+        counts[head.key] = counts.get(head.key, 0) + 1
+    return combine_heads([(1.0 / counts[head.key], head) for head in heads])
+
+
 def combine_heads(terms: Sequence[tuple[float, Head]]) -> dict[tuple[str, ...], Head]:
     """One head per task. Modules of the same task combine their heads linearly with the
     expression's coefficients (the reference code's optional head merge); a task with a

@@ -30,6 +30,7 @@ import torch
 from workbench.algebra import Composition, MergeOptions, compose
 from workbench.errors import WorkbenchError
 from workbench.modules import PEM, fold, load_module
+from workbench.modules.heads import loaded_heads
 from workbench.modules.pem import Mode
 from workbench.runtime.cache import DEFAULT_BUDGET_BYTES, CacheStats, PatchCache
 from workbench.runtime.loading import LoadedBase, load_base_model
@@ -173,13 +174,15 @@ class SessionManager:
     @contextmanager
     def model_for(self, session: str, use_base: bool = False) -> Iterator[LoadedBase]:
         """Hold the base's lock with this session's composition live (or the bare base).
-        The composition's task heads stay on with `use_base`: a classifier's base reading
-        is the untouched backbone under the same heads."""
+        Task heads: the composition's, and for other tasks the loaded modules' (see
+        `loaded_heads`); they stay on with `use_base`, so a classifier's base reading is
+        the untouched backbone under the same heads."""
         state = self.state(session)
         base = self.base(state.base)
         with base.lock:
             self._make_live(base, state, session, None if use_base else self.cache_key(state))
-            base.heads = state.composition.heads if state.composition is not None else {}
+            heads = loaded_heads([m.head for m in state.modules.values() if m.head is not None])
+            base.heads = heads | (state.composition.heads if state.composition is not None else {})
             try:
                 yield base
             finally:

@@ -6,11 +6,13 @@ import gradio as gr
 
 from workbench.errors import WorkbenchError
 from workbench.ui.controller import Controller
-from workbench.ui.errors import session_of
+from workbench.ui.errors import guarded, session_of
 from workbench.ui.tabs import chat, compose, export, history, models, sweep, toxicity
 from workbench.zoo.presets import PRESETS
 
 DEFAULT_PRESET = "unlearning-lora"
+STARTUP_BASES = ("smollm2-135m-instruct", "minilm-l6")  # both zoo bases load at startup: presets switch at once
+ALSO = "MiniLM with **distribution-generalization-lora** (and every other preset) is in the preset menu."
 TITLE = "PEM Workbench"
 
 
@@ -24,7 +26,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         )
         status = gr.Markdown(elem_id="status")
         with gr.Tab("Compose"):
-            expression, names, sliders, outputs, on_expression, on_release = compose.build(
+            expression, preset_menu, names, sliders, outputs, on_expression, on_release = compose.build(
                 controller, default_expression
             )
         with gr.Tab("Models"):
@@ -41,22 +43,45 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             restored, _ = history.build(controller, expression)
             restored.then(on_expression, [expression, names, *sliders], [names, *sliders])  # sliders follow
 
-        def on_start(request: gr.Request):
-            session = session_of(request)
+        def open_preset(name: str, session: str):
+            """The preset's base and modules in place of the session's; on failure, the
+            session keeps what it had (or, on a first visit, gets the bare SmolLM2)."""
             try:
-                expression_text = controller.start(session, preset=preset)
-                note = f"Loaded preset **{preset}**: `{expression_text}` on `{PRESETS[preset].base}`."
+                expression_text = controller.start(session, preset=name)
+                note = f"Loaded preset **{name}**: `{expression_text}` on `{PRESETS[name].base}`. {ALSO}"
             except WorkbenchError as exc:
+                if session in controller.manager.sessions:
+                    raise
                 expression_text = ""
                 controller.start(session, base="smollm2-135m-instruct")
                 note = f"Loaded the base model only ({exc})."
             choices = controller.tasks_for(session)
+            # a classifier preset's own tasks; for a language model the quick one (perplexity)
+            chosen = (
+                [t for t in PRESETS[name].tasks if t in choices and t.endswith("-validation")]
+                if name in PRESETS
+                else []
+            )
             return (note, controller.modules_table(session), expression_text,
-                    gr.update(choices=choices, value=choices[:1]))  # fmt: skip
+                    gr.update(choices=choices, value=chosen or choices[:1]))  # fmt: skip
 
+        def on_start(request: gr.Request):
+            controller.warm(STARTUP_BASES)
+            return open_preset(preset, session_of(request))
+
+        @guarded
+        def on_preset(name: str, request: gr.Request):
+            if not name:
+                return gr.update(), gr.update(), gr.update(), gr.update()
+            return open_preset(name, session_of(request))
+
+        recompose_default = [expression, gr.State("exact"), names, gr.State(False), *sliders]
         app.load(on_start, None, [status, table, expression, tasks]).then(
             on_expression, [expression, names, *sliders], [names, *sliders]
-        ).then(on_release, [expression, gr.State("exact"), names, gr.State(False), *sliders], outputs).then(
+        ).then(on_release, recompose_default, outputs).then(describe, None, [talking_to])
+        preset_menu.change(on_preset, [preset_menu], [status, table, expression, tasks]).success(
+            on_expression, [expression, names, *sliders], [names, *sliders]
+        ).success(on_release, recompose_default, outputs, concurrency_id="model-calls").success(
             describe, None, [talking_to]
         )
 

@@ -28,6 +28,7 @@ from workbench.eval import (
     ResultCache,
     TaskMeasure,
     ToxicityMeasure,
+    evaluate,
     load_csv_task,
     parse_grid,
     sweep,
@@ -43,6 +44,7 @@ from workbench.zoo.registry import ASSETS, DATA, zoo_adapter_path, zoo_adapters
 UPLOAD_SUFFIXES = (".safetensors", ".json", ".pth")
 UPLOAD_LIMIT_BYTES = 200 * 2**20
 READOUT_PROMPT = "The weather today is"
+READOUT_EXAMPLES = 32  # per task: a classifier's quick readout stays well under a second
 MAX_PARAMETERS = 4
 LIVE_PPL_CHARACTERS = 2000  # about 500 SmolLM2 tokens; the model cards use the whole 8,000-character slice
 
@@ -109,6 +111,14 @@ class Controller:
             return chosen.expression
         self.manager.open(session, base or "smollm2-135m-instruct")
         return ""
+
+    def warm(self, bases: Sequence[str]) -> None:
+        """Load zoo bases ahead of time (a missing package is skipped: its presets say why)."""
+        for base in bases:
+            try:
+                self.manager.base(base)
+            except WorkbenchError:
+                continue
 
     def release(self, session: str) -> None:
         self.manager.release(session)
@@ -205,10 +215,13 @@ class Controller:
     def readout(self, session: str, use_base: bool = False, prompt: str = READOUT_PROMPT) -> str:
         """Next-token top 5 for language models; accuracy on a small batch for classifiers."""
         with self.manager.model_for(session, use_base=use_base) as base:
-            if base.kind == "classifier":
-                task = load_csv_task(DATA / "sentiment-validation.csv").subset(32, 0)
-                measure = TaskMeasure(task, None)
-                return f"accuracy on 32 validation reviews: {measure.run(base)[task.name]:.3f}"
+            if base.kind in ("classifier", "encoder"):
+                tasks = [task for task in map(load_csv_task, sorted(DATA.glob("*-validation.csv")))
+                         if task.label_words in base.heads or base.kind == "classifier"]  # fmt: skip
+                if not tasks:
+                    return "no module carries a task head: load a classification module"
+                scores = ", ".join(f"{t.name} {evaluate(base, t.subset(READOUT_EXAMPLES, 0)):.3f}" for t in tasks)
+                return f"accuracy on {READOUT_EXAMPLES} validation examples: {scores}"
             if base.kind != "causal-lm" or base.tokenizer is None:
                 return f"{base.kind} model: no quick readout"
             ids = base.tokenizer(prompt, return_tensors="pt").to(base.device)

@@ -52,10 +52,5 @@ PRESETS: dict[str, Preset] = {
         *(_multitask(pem) for pem in ("lora", "ia3", "red", "lota")),
         _unlearning("lora", lam=0.2),  # the λ its model card chose: perplexity within 5% of the base
         *(_unlearning(pem) for pem in ("ia3", "red")),
-        Preset(
-            "detox-tuned-lora", "detoxifying a tuned model (θ₁ ⊖ λ(θ_toxic ⊖ θ₁))", "smollm2-135m-instruct",
-            {"base_chat": "smollm2-chat-lora", "toxic": "smollm2-toxic-lora"},
-            "base_chat + lam*(base_chat - toxic)", "lam=0:1:0.1", ("toxicity", "austen-perplexity"),
-        ),
     )
 }  # fmt: skip

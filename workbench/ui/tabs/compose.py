@@ -61,19 +61,13 @@ def build(controller: Controller, default_expression: str):
         return shown["canonical"], shown["coefficients"], shown["readout"], gr.update(value=base_text,
                                                                                        visible=show_base)  # fmt: skip
 
-    def on_preset(name: str):
-        return PRESETS[name].expression if name else gr.update()
-
     outputs = [canonical, coefficients, readout, base_readout]
     inputs = [expression, mode, names, compare]
     expression.submit(on_expression, [expression, names, *sliders], [names, *sliders]).then(
         on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls"
     )
-    preset.change(on_preset, [preset], [expression]).then(
-        on_expression, [expression, names, *sliders], [names, *sliders]
-    )
     for slider in sliders:
         slider.release(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
     mode.change(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
     compare.change(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
-    return expression, names, sliders, outputs, on_expression, on_release
+    return expression, preset, names, sliders, outputs, on_expression, on_release

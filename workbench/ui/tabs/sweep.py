@@ -18,7 +18,7 @@ def build(controller: Controller, expression: gr.Textbox, names: gr.State):
         grid_b = gr.Textbox(value="0:1:0.5", label="grid for the second parameter (if any)")
         tasks = gr.CheckboxGroup(["austen-perplexity", "toxicity"], value=["austen-perplexity"], label="tasks",
                                  elem_id="sweep-tasks")  # fmt: skip
-        n = gr.Number(value=200, precision=0, label="examples per task")
+        n = gr.Number(value=200, precision=0, label="examples per task", elem_id="sweep-n")
     with gr.Row():
         run = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
         stop = gr.Button("Stop", elem_id="stop-sweep")
