@@ -151,3 +151,23 @@ def test_a_classifier_sweep_measures_references_and_points(encoder, trained) -> 
     assert table["sentiment"].between(0, 1).all()
     assert table["sentiment"].iloc[3] == table["sentiment"].iloc[2]  # λ=0 is b alone, head and all
     assert table["sentiment"].iloc[4] == table["sentiment"].iloc[1]  # λ=1 is a alone
+
+
+def test_export_carries_the_combined_head_and_peft_reads_it(encoder, trained, tmp_path) -> None:
+    from peft import PeftModel
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from workbench.algebra import save_composition
+
+    manager = _session(encoder, trained, ("a", "b"))
+    composition = manager.set_composition("s", "lam*a + (1-lam)*b", {"lam": 0.3})
+    assert save_composition(composition, manager.state("s").modules, tmp_path / "merged") == "lora"
+    exported = load_module(tmp_path / "merged")
+    head = composition.heads["great", "other"]
+    torch.testing.assert_close(exported.head.tensors["classifier.bias"], head.tensors["classifier.bias"])
+    peft_model = PeftModel.from_pretrained(BertForSequenceClassification.from_pretrained(encoder, num_labels=2),
+                                           tmp_path / "merged").eval()  # fmt: skip
+    inputs = AutoTokenizer.from_pretrained(encoder)(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad(), manager.model_for("s") as base:
+        ours = head.logits(base.model(**inputs).pooler_output)
+        torch.testing.assert_close(peft_model(**inputs).logits, ours, atol=1e-5, rtol=1e-4)

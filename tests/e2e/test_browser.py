@@ -181,3 +181,21 @@ def test_minilm_preset_reads_accuracy_and_sweeps_it(page) -> None:
     table = page.locator("#sweep-table").inner_text()
     assert "sentiment-validation" in table and "reference" in table and "point" in table
     page.screenshot(path=str(SHOTS / "sweep-accuracy.png"), full_page=True)
+
+
+def test_history_restores_a_composition_and_its_slider(page) -> None:
+    if "unlearning" not in page.locator("#status").inner_text():
+        pytest.skip("the zoo's toxic module is not built")
+    readout = textbox(page, "readout")
+    first = wait_for_value(readout, lambda v: v.startswith("next token"))  # the default, λ = 0.2
+    set_slider(page, 0, 1.3)
+    page.wait_for_function("([el, old]) => el.value !== old", arg=[readout.element_handle(), first])
+    page.get_by_role("tab", name="History").click()
+    page.locator("#history-refresh").click()
+    table = page.locator("#history-table")
+    page.wait_for_function("el => el.innerText.includes('lam=1.3')", arg=table.element_handle())
+    table.locator("[data-testid='cell-0-3']").click()  # the entry made on load: λ = 0.2
+    page.get_by_text(re.compile(r"Restored -lam\*toxic \(lam=0\.2\)")).wait_for()
+    page.get_by_role("tab", name="Compose").click()
+    number = page.locator("#slider-0 input[data-testid='number-input']")
+    page.wait_for_function("el => parseFloat(el.value) === 0.2", arg=number.element_handle(), timeout=30_000)

@@ -9,6 +9,7 @@ composition. Paper mode refuses mixed types, as the reference implementation wou
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Mapping
@@ -146,12 +147,17 @@ def _show(shape: tuple[int | None, ...]) -> str:
 
 
 def save_composition(composition: Composition, modules: Mapping[str, PEM], folder: Path) -> str:
-    """Write the composition: in its type's own format when it has one type, else as a
-    composition folder. Returns what was written: the PEM type, or "composition"."""
+    """Write the composition: in its type's own format when it has one type (and at most
+    one task head, which goes with it), else as a composition folder, whose modules keep
+    their own heads. Returns what was written: the PEM type, or "composition"."""
     folder = Path(folder)
-    if len(composition.parts) == 1:
-        composition.parts[0].save(folder)
-        return composition.parts[0].pem_type
+    if len(composition.parts) == 1 and len(composition.heads) <= 1:
+        part = composition.parts[0]
+        if composition.heads:
+            part = copy.copy(part)
+            part.head = next(iter(composition.heads.values()))
+        part.save(folder)
+        return part.pem_type
     folder.mkdir(parents=True, exist_ok=True)
     entries = {}
     for name in composition.combination.modules:

@@ -10,7 +10,9 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.presets import PRESETS
-from workbench.zoo.registry import ADAPTERS, DATA, zoo_adapter_path, zoo_adapters
+from workbench.zoo.registry import ADAPTERS, ASSETS, DATA, zoo_adapter_path, zoo_adapters
+
+STUDIES = ASSETS.parent / "docs" / "zoo-studies.md"
 
 DESCRIPTION = """\
 The embedded zoo: real base models from PyPI packages, small committed data sets, and
@@ -18,17 +20,19 @@ adapters trained by the workbench's own recipes.
 
   list               bases, adapters, recipes, presets and data
   extract [--debs D] rebuild assets/data from Debian packages (maintainers; needs rdata)
-  train NAME         train adapter NAME from the committed data, measure it, write its card"""
+  train NAME         train adapter NAME from the committed data, measure it, write its card
+  study              the paper's composition studies on the MiniLM modules -> docs/zoo-studies.md"""
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser("zoo", help="list, rebuild and train the embedded zoo", description=DESCRIPTION,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("action", choices=("list", "extract", "train"))
+    parser.add_argument("action", choices=("list", "extract", "train", "study"))
     parser.add_argument("name", nargs="?", help="the recipe to train")
     parser.add_argument("--debs", type=Path, help="extract: read .deb files from here instead of apt-get download")
     parser.add_argument("--samples", type=int, default=400, help="train: samples per setting for the model card")
     parser.add_argument("--no-card", action="store_true", help="train: skip measuring and the model card")
+    parser.add_argument("--out", type=Path, default=STUDIES, help="study: where the report goes")
     parser.set_defaults(run=run)
 
 
@@ -40,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
         for path in extract(args.debs):
             print(path)
+        return 0
+    if args.action == "study":
+        from workbench.zoo.studies import run_studies
+
+        args.out.write_text(run_studies(), encoding="utf-8")
+        print(f"wrote {args.out}")
         return 0
     return train(args.name, args.samples, not args.no_card)
 

@@ -9,9 +9,10 @@ from workbench.ui.errors import guarded, session_of
 
 
 def build(controller: Controller, expression: gr.Textbox):
-    refresh = gr.Button("Refresh")
-    table = gr.Dataframe(label="activated compositions (select a row to restore it)", interactive=False)
-    restored = gr.Markdown()
+    refresh = gr.Button("Refresh", elem_id="history-refresh")
+    table = gr.Dataframe(label="activated compositions (select a row to restore it)", interactive=False,
+                         elem_id="history-table")  # fmt: skip
+    restored = gr.Markdown(elem_id="history-restored")
 
     def on_refresh(request: gr.Request):
         return controller.history(session_of(request))
