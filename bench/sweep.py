@@ -85,8 +85,13 @@ def main() -> None:
         predict(type(reference)(**{**vars(reference), "model": merged}), task)
     naive_seconds = time.perf_counter() - start
 
-    points = len(grid.values)
-    print(f"base {args.base}, 11-point sweep, label-word classification of {args.n} texts per point")
+    title = f"base {args.base}, 11-point sweep, label-word classification of {args.n} texts per point"
+    report(title, sweep_seconds, forward_seconds, len(grid.values), naive_seconds)
+
+
+def report(title: str, sweep_seconds: float, forward_seconds: float, points: int, naive_seconds: float) -> None:
+    """The markdown table docs/benchmarks.md keeps, for every sweep benchmark."""
+    print(title)
     print("| measure | value |\n|---|---|")
     print(f"| sweep wall time | {sweep_seconds:.1f} s |")
     print(f"| same forward passes, composition already active | {forward_seconds:.1f} s |")

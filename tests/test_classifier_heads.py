@@ -171,3 +171,16 @@ def test_export_carries_the_combined_head_and_peft_reads_it(encoder, trained, tm
     with torch.no_grad(), manager.model_for("s") as base:
         ours = head.logits(base.model(**inputs).pooler_output)
         torch.testing.assert_close(peft_model(**inputs).logits, ours, atol=1e-5, rtol=1e-4)
+
+
+def test_the_controller_reads_out_accuracy_through_the_heads(encoder, trained, monkeypatch) -> None:
+    from workbench.ui.controller import Controller
+
+    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(trained["lora", "a"].parent))
+    controller = Controller(SessionManager())
+    controller.start("s", base=str(encoder))
+    assert controller.readout("s").startswith("no module carries a task head")
+    controller.add_adapter("s", "a", str(trained["lora", "a"]))
+    shown = controller.recompose("s", "lam*a", {"lam": 1.0})
+    assert shown["readout"].startswith("accuracy on 32 validation examples: sentiment-validation 0.")
+    assert controller.readout("s", use_base=True).startswith("accuracy on 32")

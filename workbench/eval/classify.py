@@ -58,9 +58,10 @@ def _predict_with_head(base: LoadedBase, task: ClassificationTask, batch_size: i
     if labels != len(task.label_words):
         raise WorkbenchError(f"{base.name} has {labels} labels, task {task.name} has {len(task.label_words)}")
     predictions: list[int] = []
+    length = min(MAX_LENGTH, getattr(base.model.config, "max_position_embeddings", MAX_LENGTH))
     for start in range(0, len(task.texts), batch_size):
         batch = list(task.texts[start : start + batch_size])
-        inputs = base.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=MAX_LENGTH)
+        inputs = base.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=length)
         outputs = base.model(**inputs.to(base.device))
         if head is None:
             logits = outputs.logits

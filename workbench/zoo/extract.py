@@ -26,6 +26,7 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.zoo.registry import DATA
+from workbench.zoo.splits import skewed_subsets
 
 PACKAGES = ("r-cran-modeldata", "r-cran-janeaustenr", "wordnet-base", "fortunes")
 TOPICS = {"05": "animal", "06": "artifact", "13": "food", "20": "plant"}  # WordNet lexicographer files
@@ -82,7 +83,8 @@ def sentiment(root: Path) -> dict[str, pd.DataFrame]:
         return pd.DataFrame({"text": data["review"].astype(str).str.strip(), "label": data["score"].astype(str)})
 
     shuffled = frame(train).sample(frac=1.0, random_state=SEED).reset_index(drop=True)
-    return {"train": shuffled.iloc[:3500], "validation": shuffled.iloc[3500:], "test": frame(test)}
+    s0, s1 = skewed_subsets(shuffled.iloc[:3500], "other", seed=SEED)  # distribution generalization
+    return {"train": shuffled.iloc[:3500], "validation": shuffled.iloc[3500:], "test": frame(test), "s0": s0, "s1": s1}
 
 
 def topics(root: Path) -> dict[str, pd.DataFrame]:
