@@ -70,7 +70,7 @@ def split_head(
         if not key.startswith(prefix):
             continue
         name = key[len(prefix) :]
-        if modules is None or any(name.startswith(m + ".") or f".{m}." in f".{name}" for m in modules):
+        if modules is None or any(f".{m}." in f".{name}" for m in modules):
             head[name] = tensor
     return head
 

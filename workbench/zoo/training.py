@@ -11,7 +11,7 @@ trains in full beside the PEM, and is saved with it (PEFT's `modules_to_save`).
   weights; the result is a sparse task vector. LoTTO restricts the mask to the
   complement of an earlier task's mask, so the two task vectors are disjoint.
 
-Everything is seeded; progress shows on stderr. The zoo's recipes (`zoo_recipes.py`)
+Everything is seeded; progress shows on stderr. The zoo's recipes (`recipes.py`)
 call these with their data and settings.
 """
 
