@@ -1,7 +1,8 @@
 """Sparse task vectors: τ per tensor, W + τ. LoTA's output, or any fine-tune's delta.
 
 Our format is a folder with `pem_config.json` (base, shapes, density) and
-`pem_model.safetensors` holding `<param>.indices` (flat, int64) and `<param>.values`.
+`pem_model.safetensors` holding `<param>.indices` (flat; int32 where the tensor has fewer
+than 2³¹ entries, which halves the file, else int64) and `<param>.values`.
 `from_finetuned` builds one from a fine-tuned checkpoint and its base, optionally
 keeping only the global top-k of |τ| as LoTA's mask extraction does.
 
@@ -11,6 +12,7 @@ combination (see `workbench.algebra.merging`), applied per parameter.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +134,8 @@ class SparseModule(PEM):
         folder.mkdir(parents=True, exist_ok=True)
         stored = {}
         for name, t in self.tensors.items():
-            stored[f"{name}.indices"] = t.indices
+            small = math.prod(t.shape) < 2**31
+            stored[f"{name}.indices"] = t.indices.to(torch.int32) if small else t.indices
             stored[f"{name}.values"] = t.values
         shapes = {name: list(t.shape) for name, t in self.tensors.items()}
         write_json(folder / CONFIG, {"pem_type": self.pem_type, "shapes": shapes, **self.config})

@@ -41,23 +41,26 @@ _TOXIC = "fortunes-toxic.csv"
 _PURPOSE = "the unlearning setting (paper §4.4): a module trained on toxic text, to be negated"
 
 # MiniLM classifiers: batch 16 at 128 tokens. The head (PEFT's modules_to_save) trains at the
-# module's learning rate, except under LoTA, whose sparse backbone rate would leave it untrained.
+# module's learning rate, except under LoTA, whose full-fine-tuning rate would leave it untrained.
 _MINILM = TrainSettings(steps=150, batch_size=16, max_length=128, seed=0, rank=8,
                         lora_targets=("query", "value"), ia3_targets=("key", "value", "output.dense"),
-                        ia3_feedforward=("output.dense",), density=0.01, calibration_steps=50)  # fmt: skip
+                        ia3_feedforward=("output.dense",))  # fmt: skip
 # chosen on sentiment-validation with the s0 module (the harder, 80%-`other` subset): LoRA 1e-3
 # (3e-4 collapsed to one class: 0.358), (IA)³ 1e-2 (3e-3 collapsed: 0.358). RED at 1e-2 for 150
 # steps stayed at the majority rate (0.644), so it trains twice as long (its paper: 20-40 epochs).
-LEARNING_RATES = {"lora": 1e-3, "ia3": 1e-2, "red": 1e-2, "lota": 5e-4}
+# LoTA at 5e-4 on a 1% mask with the head at 1e-3 collapsed (0.358); it now follows its paper
+# more closely: a 5% mask calibrated for one epoch, a full-fine-tuning rate, the head at 1e-2.
+LEARNING_RATES = {"lora": 1e-3, "ia3": 1e-2, "red": 1e-2, "lota": 2e-4}
 STEPS = {"red": 300}
+LOTA = {"head_learning_rate": 1e-2, "density": 0.05, "calibration_steps": 63}  # 63 steps: one epoch of 1000
 _GENERALIZATION = "distribution generalization (paper §4.2): one of two skewed subsets of the sentiment data"
 _MULTITASK = "multi-tasking (paper §4.3): one task of two, composed with the other task's module"
 
 
 def classifier(name: str, pem_type: str, data: str, task: str, purpose: str, **changes: object) -> Recipe:
-    head = {"head_learning_rate": 1e-3} if pem_type == "lota" else {}
+    lota = LOTA if pem_type == "lota" else {}
     settings = replace(_MINILM, learning_rate=LEARNING_RATES[pem_type], steps=STEPS.get(pem_type, _MINILM.steps),
-                       **head, **changes)  # fmt: skip
+                       **lota, **changes)  # fmt: skip
     exclude = "minilm-sentiment-lota" if name == "minilm-topic-lota" else None  # the LoTA pair is LoTA + LoTTO
     return Recipe(name, pem_type, "minilm-l6", data, settings, purpose, exclude, task)
 
