@@ -146,7 +146,8 @@ def test_sweep_can_be_cancelled(page) -> None:
     progress = textbox(page, "sweep-progress")
     page.wait_for_function("el => /^[0-9]+\\//.test(el.value)", arg=progress.element_handle())
     page.locator("#stop-sweep").click()
-    page.wait_for_function("el => el.value.startsWith('done')", arg=progress.element_handle(), timeout=300_000)
+    page.wait_for_function("el => /^done: [0-9]+ rows/.test(el.value)", arg=progress.element_handle(),
+                           timeout=300_000)  # fmt: skip
     rows = int(re.search(r"done: (\d+) rows", progress.input_value()).group(1))
     assert rows < 2 + 21
 

@@ -38,11 +38,12 @@ def build(controller: Controller, expression: gr.Textbox, names: gr.State):
             frame.to_csv(path, index=False)
             yield gr.update(), gr.update(), f"done: {len(frame)} rows", str(path)
 
-    def on_stop(request: gr.Request):
+    def on_stop(request: gr.Request) -> None:
+        """A toast, not the progress box: the sweep's own last message must not be overwritten."""
         controller.stop(session_of(request))
-        return "stopping after this point"
+        gr.Info("Stopping after this point.")
 
     run.click(on_run, [expression, names, grid_a, grid_b, tasks, n], [plot, table, progress, download],
               concurrency_id="long-runs")  # fmt: skip
-    stop.click(on_stop, None, [progress], queue=False)
+    stop.click(on_stop, None, None, queue=False)
     return tasks
