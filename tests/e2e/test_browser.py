@@ -175,7 +175,7 @@ def test_minilm_preset_reads_accuracy_and_sweeps_it(page) -> None:
     assert "sentiment-validation" in readout.input_value()
     page.get_by_role("tab", name="Sweep").click()
     textbox(page, "grid-a").fill("0,0.5,1")
-    textbox(page, "sweep-n").fill("40")
+    textbox(page, "sweep-n").fill("100")
     page.locator("#run-sweep").click()
     progress = textbox(page, "sweep-progress")
     page.wait_for_function("el => el.value.startsWith('done')", arg=progress.element_handle(), timeout=300_000)

@@ -12,7 +12,7 @@ from workbench.zoo.presets import PRESETS
 
 DEFAULT_PRESET = "unlearning-lora"
 STARTUP_BASES = ("smollm2-135m-instruct", "minilm-l6")  # both zoo bases load at startup: presets switch at once
-ALSO = "MiniLM with **distribution-generalization-lora** (and every other preset) is in the preset menu."
+ALSO = "Every preset (MiniLM's distribution generalization and multi-task, SmolLM2's unlearning) is in the preset menu."
 TITLE = "PEM Workbench"
 
 
