@@ -147,3 +147,13 @@ def test_study_report_states_gains_and_the_chosen_lambda() -> None:
     assert "| (IA)³ | seed 0 | 0.7000 | 0.7000 | 0.6900 | -1.0 |" in text
     assert "| LoRA | init 0 vs init 1 | 0.7000 | 0.8000 | 0.5000 | -25.0 |" in text
     assert "| LoRA | 0.5 | 0.8000 | 0.8500 | 0.8250 | 0.6250 | 0.7000 | +12.5 |" in text
+
+
+def test_classifier_card_shows_accuracy_against_majority_and_any_missed_target() -> None:
+    from workbench.zoo.cards import ClassifierReport, classifier_card
+
+    report = ClassifierReport({"validation": 0.7, "test": 0.72}, {"validation": 0.642, "test": 0.658}, 30.0)
+    missed = classifier_card(RECIPES["minilm-sentiment-s0-red"], report, 100.0, 0.3)
+    assert "| validation | 0.7000 | 0.6420 | +5.8 |" in missed and "| test | 0.7200 | 0.6580 | +6.2 |" in missed
+    assert "**Note.** Below the target" in missed and "200 great, 800 other" in missed
+    assert "**Note.**" not in classifier_card(RECIPES["minilm-sentiment-s0-lora"], report, 100.0, 0.3)

@@ -204,6 +204,7 @@ def classifier_card(recipe: Recipe, report: ClassifierReport, train_seconds: flo
         for split in ("validation", "test")
     )
     head = f"the `{recipe.task}` head (`classifier`, trained in full at lr {s.head_learning_rate or s.learning_rate})"
+    note = f"**Note.** {recipe.notes}\n\n" if recipe.notes else ""
     return f"""# {recipe.name}
 
 A {TYPE_NAMES[recipe.pem_type]} module on `{recipe.base}` for {recipe.purpose}. It carries {head},
@@ -231,7 +232,7 @@ common label scores.
 |---|---|---|---|
 {rows}
 
-Compositions with this module (merge gains, multi-task averages) are in `docs/zoo-studies.md`.
+{note}Compositions with this module (merge gains, multi-task averages) are in `docs/zoo-studies.md`.
 
 Measured in {report.seconds:.0f} s by `python -m workbench zoo train {recipe.name}` (training, then this card).
 """
