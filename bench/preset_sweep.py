@@ -66,7 +66,8 @@ def main() -> None:
     report(title, sweep_seconds, forward_seconds, len(grid.values), naive_seconds)
 
 
-def naive_loop(base_name: str, paths: dict[str, object], values: tuple[float, ...], task) -> float:
+def naive_loop(base_name: str, paths: dict[str, object], values: tuple[float, ...], task) -> float | str:
+    """Seconds for the naive loop, or PEFT's own refusal when it cannot combine these adapters."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -80,7 +81,11 @@ def naive_loop(base_name: str, paths: dict[str, object], values: tuple[float, ..
     start = time.perf_counter()
     for index, lam in enumerate(values):
         clone = copy.deepcopy(peft_model)
-        clone.add_weighted_adapter([first, second], [lam, 1 - lam], adapter_name=f"m{index}", combination_type="linear")
+        try:
+            clone.add_weighted_adapter([first, second], [lam, 1 - lam], adapter_name=f"m{index}",
+                                       combination_type="linear")  # fmt: skip
+        except ValueError as exc:  # PEFT refuses adapters that carry modules_to_save heads
+            return f"PEFT refuses: {exc}"
         clone.set_adapter(f"m{index}")
         merged = clone.merge_and_unload()
         with torch.no_grad():

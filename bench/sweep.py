@@ -89,15 +89,20 @@ def main() -> None:
     report(title, sweep_seconds, forward_seconds, len(grid.values), naive_seconds)
 
 
-def report(title: str, sweep_seconds: float, forward_seconds: float, points: int, naive_seconds: float) -> None:
-    """The markdown table docs/benchmarks.md keeps, for every sweep benchmark."""
+def report(title: str, sweep_seconds: float, forward_seconds: float, points: int, naive_seconds: float | str) -> None:
+    """The markdown table docs/benchmarks.md keeps, for every sweep benchmark; `naive_seconds`
+    is a message where the naive loop could not run."""
     print(title)
     print("| measure | value |\n|---|---|")
     print(f"| sweep wall time | {sweep_seconds:.1f} s |")
     print(f"| same forward passes, composition already active | {forward_seconds:.1f} s |")
     print(f"| sweep overhead (wall / forward) | {sweep_seconds / forward_seconds:.3f} |")
     print(f"| points per minute | {60 * points / sweep_seconds:.1f} |")
-    print(f"| naive PEFT loop (deepcopy + add_weighted_adapter + merge_and_unload per λ) | {naive_seconds:.1f} s |")
+    naive = "naive PEFT loop (deepcopy + add_weighted_adapter + merge_and_unload per λ)"
+    if isinstance(naive_seconds, str):
+        print(f"| {naive} | cannot run: {naive_seconds} |")
+        return
+    print(f"| {naive} | {naive_seconds:.1f} s |")
     print(f"| speed-up over the naive loop | {naive_seconds / sweep_seconds:.2f}× |")
 
 
