@@ -2,9 +2,9 @@
 
 Encoders with a classification head predict with the head: their own, or, for a bare
 encoder, the head the live composition carries for the task (matched by label names).
-Causal and seq2seq language
-models score each label word's log-likelihood after the prompt and pick the best, the
-paper's constrained decoding for T5, so the model can only answer with a label.
+Causal and seq2seq language models score each label word's log-likelihood after the
+prompt and pick the best, the paper's constrained decoding for T5, so the model can only
+answer with a label.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ tests call these directly; the Gradio tabs turn the errors into `gr.Error`.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ import torch
 from workbench.algebra import parse, save_composition
 from workbench.errors import WorkbenchError
 from workbench.eval import (
+    ClassificationTask,
     PerplexityMeasure,
     ResultCache,
     TaskMeasure,
@@ -63,6 +65,12 @@ class UiSession:
     history: list[HistoryEntry] = field(default_factory=list)
     upload_dir: Path | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+
+
+@functools.cache
+def validation_tasks() -> tuple[ClassificationTask, ...]:
+    """The committed validation tasks, read once: the classifier readout runs on every slider release."""
+    return tuple(load_csv_task(path) for path in sorted(DATA.glob("*-validation.csv")))
 
 
 def austen_slice() -> str:
@@ -216,8 +224,9 @@ class Controller:
         """Next-token top 5 for language models; accuracy on a small batch for classifiers."""
         with self.manager.model_for(session, use_base=use_base) as base:
             if base.kind in ("classifier", "encoder"):
-                tasks = [task for task in map(load_csv_task, sorted(DATA.glob("*-validation.csv")))
-                         if task.label_words in base.heads or base.kind == "classifier"]  # fmt: skip
+                labels = getattr(base.model.config, "num_labels", 0)
+                tasks = [task for task in validation_tasks() if task.label_words in base.heads
+                         or (base.kind == "classifier" and len(task.label_words) == labels)]  # fmt: skip
                 if not tasks:
                     return "no module carries a task head: load a classification module"
                 scores = ", ".join(f"{t.name} {evaluate(base, t.subset(READOUT_EXAMPLES, 0)):.3f}" for t in tasks)
