@@ -5,6 +5,7 @@ Sampling defaults follow the paper's toxicity protocol: top-k 50, temperature 1.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -63,3 +64,14 @@ def generate_text(
     output = base.model.generate(**inputs, **settings, streamer=streamer)
     new_tokens = output[0] if base.kind == "seq2seq" else output[0, inputs["input_ids"].shape[1] :]
     return base.tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+
+class StopOnEvent:
+    """A stopping criterion for `generate`: stop every sequence once `event` is set, so a
+    reply nobody reads any more (the chat was closed) frees the model at the next token."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)

@@ -36,6 +36,20 @@ from workbench.runtime.cache import DEFAULT_BUDGET_BYTES, CacheStats, PatchCache
 from workbench.runtime.loading import LoadedBase, load_base_model
 from workbench.runtime.patching import Saved, activate, deactivate
 
+MAX_NAME_LENGTH = 64
+
+
+def check_module_name(name: str) -> str:
+    """A module name is a plain identifier: expressions refer to it, and no face may use
+    it as a path. Faces call this before touching any file named after it."""
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > MAX_NAME_LENGTH:
+        shown = name if not isinstance(name, str) or len(name) <= MAX_NAME_LENGTH else name[:MAX_NAME_LENGTH] + "…"
+        raise WorkbenchError(
+            f"module name {shown!r} must be a plain identifier of at most {MAX_NAME_LENGTH} characters, "
+            "like toxic or lora_a"
+        )
+    return name
+
 
 @dataclass
 class SessionState:
@@ -114,8 +128,7 @@ class SessionManager:
 
     def add_module(self, session: str, name: str, source: str | Path | PEM) -> PEM:
         """Load a module (or take a loaded one) under `name`, checking it fits the base."""
-        if not name.isidentifier():
-            raise WorkbenchError(f"module name {name!r} must be a plain identifier, like toxic or lora_a")
+        check_module_name(name)
         state = self.state(session)
         base = self.base(state.base)
         module = load_module(source, base.shapes) if not isinstance(source, PEM) else source

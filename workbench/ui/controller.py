@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -39,15 +40,19 @@ from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.eval.toxicity import ProfanityScorer, Scorer
 from workbench.runtime import SessionManager
-from workbench.runtime.generation import encode_prompt, generation_settings
+from workbench.runtime.generation import StopOnEvent, encode_prompt, generation_settings
+from workbench.runtime.session import check_module_name
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.registry import ASSETS, DATA, zoo_adapter_path, zoo_adapters
 
 UPLOAD_SUFFIXES = (".safetensors", ".json", ".pth")
-UPLOAD_LIMIT_BYTES = 200 * 2**20
+UPLOAD_LIMIT_BYTES = 200 * 2**20  # per module, all its files together
+UPLOAD_MAX_FILES = 8
 READOUT_PROMPT = "The weather today is"
 READOUT_EXAMPLES = 32  # per task: a classifier's quick readout stays well under a second
 MAX_PARAMETERS = 4
+MAX_CHAT_CHARACTERS = 4000  # about 1,000 tokens: a 60,000-character message held the model for minutes
+CHAT_STALL_SECONDS = 300  # a reply that waits this long for its next piece has stalled (e.g. a long queue)
 LIVE_PPL_CHARACTERS = 2000  # about 500 SmolLM2 tokens; the model cards use the whole 8,000-character slice
 
 
@@ -63,7 +68,8 @@ class HistoryEntry:
 @dataclass
 class UiSession:
     history: list[HistoryEntry] = field(default_factory=list)
-    upload_dir: Path | None = None
+    upload_dir: Path | None = None  # the session's own temp dir; removed when the session ends
+    uploads: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -156,25 +162,39 @@ class Controller:
         return self.modules_table(session)
 
     def add_upload(self, session: str, name: str, files: Sequence[str]) -> pd.DataFrame:
-        """Uploaded files (.safetensors, .json, .pth only, capped in size) become one module."""
+        """Uploaded files (.safetensors, .json, .pth only, capped in count and size) become one module.
+
+        The name is checked before any file is touched, and the files go into a fresh folder
+        inside the session's own temp dir: no user text ever becomes part of a path we write
+        to or delete (DESIGN.md, security by default)."""
         if not files:
             raise WorkbenchError("choose the module's files to upload (adapter_config.json and its .safetensors)")
+        if len(files) > UPLOAD_MAX_FILES:
+            raise WorkbenchError(f"{len(files)} files were uploaded; a module has at most {UPLOAD_MAX_FILES}")
         ui = self.ui(session)
-        ui.upload_dir = ui.upload_dir or Path(tempfile.mkdtemp(prefix="workbench-upload-"))
-        folder = ui.upload_dir / (name or f"upload{len(list(ui.upload_dir.iterdir()))}")
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir()
-        for file in files:
-            source = Path(file)
+        name = check_module_name(name.strip() or f"upload{ui.uploads}")
+        sources = [Path(file) for file in files]
+        total = 0
+        for source in sources:
             if source.suffix not in UPLOAD_SUFFIXES:
                 raise WorkbenchError(f"{source.name}: only {', '.join(UPLOAD_SUFFIXES)} files are accepted")
-            if source.stat().st_size > UPLOAD_LIMIT_BYTES:
-                raise WorkbenchError(f"{source.name} is larger than {UPLOAD_LIMIT_BYTES // 2**20} MB")
-            shutil.copy(source, folder / source.name)
-        pth = [p for p in folder.iterdir() if p.suffix == ".pth"]
-        module_path = pth[0] if pth and not (folder / "pem_config.json").exists() else folder
-        self.manager.add_module(session, name or folder.name, module_path)
+            if not source.is_file():
+                raise WorkbenchError(f"{source.name} did not arrive; upload it again")
+            total += source.stat().st_size
+        if total > UPLOAD_LIMIT_BYTES:
+            raise WorkbenchError(f"the upload is {total / 2**20:.0f} MB; the limit is {UPLOAD_LIMIT_BYTES // 2**20} MB")
+        ui.upload_dir = ui.upload_dir or Path(tempfile.mkdtemp(prefix="workbench-upload-"))
+        ui.uploads += 1
+        folder = Path(tempfile.mkdtemp(prefix=f"{ui.uploads}-", dir=ui.upload_dir))
+        try:
+            for source in sources:
+                shutil.copyfile(source, folder / source.name)
+            pth = [p for p in folder.iterdir() if p.suffix == ".pth"]
+            module_path = pth[0] if pth and not (folder / "pem_config.json").exists() else folder
+            self.manager.add_module(session, name, module_path)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # our own fresh folder: nothing of the user's
+            raise
         return self.modules_table(session)
 
     def modules_table(self, session: str) -> pd.DataFrame:
@@ -336,34 +356,57 @@ class Controller:
 
     def chat(self, session: str, message: str, use_base: bool = False, max_new_tokens: int = 96,
              seed: int = 0) -> Iterator[str]:  # fmt: skip
-        """Stream a reply from the composed (or base) model, through the chat template."""
-        from transformers import TextIteratorStreamer
+        """Stream a reply from the composed (or base) model, through the chat template.
+
+        Generation runs in a thread of its own that takes the base's lock and releases it
+        itself; this generator only reads the streamer's queue and never holds a lock across
+        a `yield`. Gradio resumes a generator on whichever worker thread is free, so a lock
+        held here would be released (or re-entered) by the wrong thread. Closing the
+        generator (the user left) stops generation at the next token."""
+        from transformers import TextIteratorStreamer  # imported on first chat: it is slow to import
 
         if not message.strip():
             raise WorkbenchError("type a message first")
-        with self.manager.model_for(session, use_base=use_base) as base:
-            inputs = encode_prompt(base, message, chat=base.has_chat_template)
-            settings = generation_settings(base, max_new_tokens, greedy=False, seed=seed)
-            streamer = TextIteratorStreamer(base.tokenizer, skip_prompt=True, skip_special_tokens=True)
-            errors: list[BaseException] = []
+        if len(message) > MAX_CHAT_CHARACTERS:
+            raise WorkbenchError(
+                f"the message is {len(message)} characters long; the limit is {MAX_CHAT_CHARACTERS}, shorten it"
+            )
+        tokenizer = self.manager.base(self.manager.state(session).base).tokenizer
+        if tokenizer is None:
+            raise WorkbenchError("this base model has no tokenizer, so it cannot chat; load a language model")
+        stop = threading.Event()
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                        timeout=CHAT_STALL_SECONDS)  # fmt: skip
+        errors: list[BaseException] = []
 
-            def generate() -> None:
-                try:
+        def generate() -> None:
+            try:
+                with self.manager.model_for(session, use_base=use_base) as base:
+                    inputs = encode_prompt(base, message, chat=base.has_chat_template)
+                    settings = generation_settings(base, max_new_tokens, greedy=False, seed=seed)
                     with torch.inference_mode():
-                        base.model.generate(**inputs, **settings, streamer=streamer)
-                except BaseException as exc:  # surfaced below, in the caller's thread
-                    errors.append(exc)
-                    streamer.end()
+                        base.model.generate(**inputs, **settings, streamer=streamer,
+                                            stopping_criteria=[StopOnEvent(stop)])  # fmt: skip
+            except BaseException as exc:  # surfaced below, in the caller's thread
+                errors.append(exc)
+                streamer.end()
 
-            worker = threading.Thread(target=generate, daemon=True)
-            worker.start()
-            text = ""
+        worker = threading.Thread(target=generate, name=f"chat-{session}", daemon=True)
+        worker.start()
+        text = ""
+        try:
             for piece in streamer:
                 text += piece
                 yield text
-            worker.join()
-            if errors:
-                raise WorkbenchError(f"generation failed: {type(errors[0]).__name__}: {errors[0]}")
+        except queue.Empty:
+            raise WorkbenchError(f"the model produced nothing for {CHAT_STALL_SECONDS} s; try again") from None
+        finally:
+            stop.set()
+        worker.join()
+        if errors:
+            if isinstance(errors[0], WorkbenchError):
+                raise errors[0]
+            raise WorkbenchError(f"generation failed: {type(errors[0]).__name__}: {errors[0]}")
 
     def score(self, text: str) -> float:
         return self.scorer.score([text])[0]

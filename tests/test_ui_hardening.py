@@ -1,0 +1,170 @@
+"""The UI's controller under attack: hostile upload names, and streamed chats stepped from
+many threads at once, as Gradio steps generators."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from workbench.errors import WorkbenchError
+from workbench.ui.controller import MAX_CHAT_CHARACTERS, Controller
+
+
+@pytest.fixture
+def controller(base_dirs, adapters, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["llama"].parent.parent))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "server-tmp"))
+    (tmp_path / "server-tmp").mkdir()
+    controller = Controller()
+    controller.start("s", base=str(base_dirs["llama"]))
+    controller.add_adapter("s", "a", str(adapters["llama"]["lora_a"]))
+    controller.add_adapter("s", "toxic", str(adapters["llama"]["lora_b"]))
+    return controller
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under `root` with its bytes (None for folders)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+HOSTILE_NAMES = [
+    "../victim",
+    "../../victim",
+    "../../../../../../victim",
+    "{victim}",  # an absolute path, filled in below
+    "..",
+    ".",
+    "a/b",
+    "a\\b",
+    "victim/../../victim",
+    "~",
+    "/",
+    "lora a",
+    "x" * 500,
+    "a\x00b",
+    "1abc",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_NAMES)
+def test_upload_names_never_touch_files_outside_the_session(controller, adapters, tmp_path, hostile) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    (victim / "sub").mkdir()
+    (victim / "sub" / "more.json").write_text("{}")
+    before = tree(tmp_path)
+    folder = adapters["llama"]["lora_a"]
+    files = [str(folder / "adapter_config.json"), str(folder / "adapter_model.safetensors")]
+    with pytest.raises(WorkbenchError, match="plain identifier"):
+        controller.add_upload("s", hostile.format(victim=victim), files)
+    assert tree(tmp_path) == before  # nothing written, nothing deleted, not even a session temp dir
+    assert list(controller.modules_table("s")["name"]) == ["a", "toxic"]
+
+
+def test_uploads_live_in_the_sessions_own_temp_dir_and_go_with_it(controller, adapters, tmp_path) -> None:
+    folder = adapters["llama"]["lora_a"]
+    files = [str(folder / "adapter_config.json"), str(folder / "adapter_model.safetensors")]
+    controller.add_upload("s", "up", files)
+    controller.add_upload("s", "up2", files)
+    upload_dir = controller.ui("s").upload_dir
+    assert upload_dir is not None and upload_dir.parent == tmp_path / "server-tmp"
+    assert len(list(upload_dir.iterdir())) == 2  # one fresh folder per upload, never reused or deleted
+    with pytest.raises(WorkbenchError, match="only .safetensors"):
+        controller.add_upload("s", "bad", [*files, str(tmp_path / "x.py")])
+    assert len(list(upload_dir.iterdir())) == 2
+    controller.release("s")
+    assert not upload_dir.exists()
+
+
+def test_an_upload_that_fails_to_load_leaves_no_folder(controller, tmp_path) -> None:
+    broken = tmp_path / "adapter_config.json"
+    broken.write_text("{not json")
+    with pytest.raises(WorkbenchError):
+        controller.add_upload("s", "broken", [str(broken)])
+    upload_dir = controller.ui("s").upload_dir
+    assert upload_dir is not None and list(upload_dir.iterdir()) == []
+
+
+def drive_from_any_thread(pool: ThreadPoolExecutor, generator) -> threading.Event:
+    """Step `generator` once per pool task, as Gradio does: each step may land on another thread."""
+    finished = threading.Event()
+    result: dict[str, object] = {}
+
+    def step() -> None:
+        try:
+            result["last"] = next(generator)
+        except StopIteration:
+            finished.set()
+            return
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            result["error"] = exc
+            finished.set()
+            return
+        pool.submit(step)
+
+    finished.result = result  # type: ignore[attr-defined]
+    pool.submit(step)
+    return finished
+
+
+COMPOSITIONS = [("-lam*toxic", {"lam": 0.5}), ("lam*a + (1-lam)*toxic", {"lam": 0.3}), ("a", {}), ("", {})]
+
+
+def test_concurrent_streamed_chats_and_slider_moves_neither_deadlock_nor_mix(controller, adapters) -> None:
+    sessions = []
+    for index, (expression, values) in enumerate(COMPOSITIONS):
+        session = f"chat{index}"
+        controller.start(session, base=str(controller.manager.state("s").base))
+        controller.add_adapter(session, "a", str(adapters["llama"]["lora_a"]))
+        controller.add_adapter(session, "toxic", str(adapters["llama"]["lora_b"]))
+        controller.recompose(session, expression, values)
+        sessions.append(session)
+    alone = {s: list(controller.chat(s, "hello there", max_new_tokens=24, seed=7))[-1] for s in sessions}
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        chats = {s: drive_from_any_thread(pool, controller.chat(s, "hello there", max_new_tokens=24, seed=7))
+                 for s in sessions}  # fmt: skip
+        moves = [pool.submit(controller.recompose, "s", "lam*a", {"lam": lam}) for lam in (0.1, 0.5, 0.9, -0.4)]
+        for session, finished in chats.items():
+            assert finished.wait(timeout=120), f"chat of {session} never finished: a deadlock"
+        for move in moves:
+            assert move.result(timeout=120)["readout"]
+    for session, finished in chats.items():
+        result = finished.result  # type: ignore[attr-defined]
+        assert "error" not in result, result.get("error")
+        assert result["last"] == alone[session]
+    # the server still answers afterwards, from any thread
+    assert controller.recompose("s", "-toxic", {})["readout"].startswith("next token")
+
+
+def test_a_closed_chat_frees_the_model(controller) -> None:
+    stream = controller.chat("s", "hello", max_new_tokens=1000)
+    next(stream)
+    stream.close()  # the user left mid-reply
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        readout = pool.submit(controller.recompose, "s", "a", {})
+        assert readout.result(timeout=60)["readout"]
+
+
+def test_chat_messages_are_bounded(controller) -> None:
+    with pytest.raises(WorkbenchError, match="characters long"):
+        next(controller.chat("s", "x" * (MAX_CHAT_CHARACTERS + 1)))
+    assert next(controller.chat("s", "x" * 10, max_new_tokens=2))
+
+
+def test_uploads_are_bounded_in_total_size(controller, tmp_path, monkeypatch) -> None:
+    import workbench.ui.controller as controller_module
+
+    monkeypatch.setattr(controller_module, "UPLOAD_LIMIT_BYTES", 1000)
+    big = tmp_path / "adapter_model.safetensors"
+    big.write_bytes(os.urandom(600))
+    config = tmp_path / "adapter_config.json"
+    config.write_bytes(b"{" + b" " * 598 + b"}")
+    with pytest.raises(WorkbenchError, match="the limit is"):
+        controller.add_upload("s", "big", [str(big), str(config)])
