@@ -1,8 +1,9 @@
 """The CLI: one file per subcommand, and one place that turns errors into one line.
 
 Bad input (a WorkbenchError, or an argument the parser refuses) exits 2 with one line
-on stderr. Anything else is a bug: it exits 1 with one line, and the traceback only
-when WORKBENCH_DEBUG=1.
+on stderr, and so does a filesystem that refuses a read or write (OSError: a full disk,
+no permission), since the user fixes those, not the code. Ctrl-C exits 130. Anything
+else is a bug: it exits 1 with one line, and the traceback only when WORKBENCH_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def attach_dash_values(argv: Sequence[str], options: Sequence[str] = ("--expr", 
     return result
 
 
+def os_error_line(exc: OSError) -> str:
+    """What the filesystem refused, on one line: the reason, the path, what to check."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    return " ".join(f"{reason}{where} (check the path, its permissions and the free disk space)".split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also silences transformers' loading bars
@@ -63,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,9 +1,12 @@
-"""Arguments the subcommands share, parsed one way: a composition, and its pieces."""
+"""Arguments the subcommands share, parsed one way: a composition, its pieces, counts and
+output paths, all checked before any model loads or any work starts."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
@@ -21,9 +24,48 @@ def add_composition_arguments(parser: argparse.ArgumentParser, expr_help: str, b
     parser.add_argument("--mode", choices=("exact", "paper"), default="exact", help="composition mode (default exact)")
 
 
+def count(limit: int) -> Callable[[str], int]:
+    """An argparse type for a count: a whole number from 1 to `limit`, refused while parsing
+    (a zero or negative count would silently measure less, a huge one would never end)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {limit}, got {text!r}")
+        return value
+
+    return parse
+
+
+def require_creatable(out: Path) -> None:
+    """`out` can be made: the nearest existing path above it is a folder this process may
+    write in. Checked before the work, so a bad --out never wastes a run."""
+    ancestor = out.absolute().parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise WorkbenchError(f"--out {out}: {ancestor} is not a folder; choose another --out")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise WorkbenchError(f"--out {out}: this user cannot write in {ancestor}; choose another --out")
+
+
 def require_empty_folder(out: Path) -> None:
+    """--out for a folder: new, or an empty folder (never a link), in a place that can be written."""
+    if out.is_symlink():
+        raise WorkbenchError(f"--out {out} is a symbolic link; give a new folder, or the folder it points to")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise WorkbenchError(f"--out {out} already exists and is not empty; choose a new folder")
+    require_creatable(out)
+
+
+def require_file_target(out: Path) -> None:
+    """--out for a file: not a folder, in a place that can be written (an existing file is replaced)."""
+    if out.is_dir():
+        raise WorkbenchError(f"--out {out} is a folder; give a file name, e.g. {out / 'report.md'}")
+    require_creatable(out)
 
 
 def parse_pairs(items: list[str], what: str) -> dict[str, str]:

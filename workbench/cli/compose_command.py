@@ -8,6 +8,7 @@ from pathlib import Path
 from workbench.algebra import MERGE_METHODS, MergeOptions, compose, save_composition
 from workbench.cli.arguments import add_composition_arguments, parse_pairs, parse_values, require_empty_folder
 from workbench.errors import WorkbenchError
+from workbench.files import staged_folder
 from workbench.modules import load_module
 from workbench.runtime.loading import base_shapes_for
 
@@ -58,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
     values = parse_values(args.set)
     merge = MergeOptions(args.merge, args.density, args.seed)
     paths = parse_pairs(args.adapter, "--adapter")
-    base = base_shapes_for(args.base)
-    modules = {name: load_module(path, base) for name, path in paths.items()}
-    composition = compose(modules, args.expr, values, args.mode, merge)
-    written = save_composition(composition, modules, out)
+    with staged_folder(out) as staging:  # made now, so an --out that cannot be written fails before loading
+        base = base_shapes_for(args.base)
+        modules = {name: load_module(path, base) for name, path in paths.items()}
+        composition = compose(modules, args.expr, values, args.mode, merge)
+        written = save_composition(composition, modules, staging)
     coefficients = ", ".join(f"{name}: {value:g}" for name, value in composition.coefficients.items())
     print(f"{composition.combination.canonical}  [{args.mode}]  ->  {written} at {out}  ({coefficients})")
     return 0

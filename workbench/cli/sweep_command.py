@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from workbench.algebra import parse
-from workbench.cli.arguments import add_composition_arguments, parse_pairs, parse_values, require_empty_folder
+from workbench.cli.arguments import add_composition_arguments, count, parse_pairs, parse_values, require_empty_folder
 from workbench.errors import WorkbenchError
 from workbench.eval import (
+    GridAxis,
     PerplexityMeasure,
     ResultCache,
     TaskMeasure,
     ToxicityMeasure,
     default_scorer,
     load_csv_task,
-    parse_grid,
+    parse_grids,
     sweep,
 )
 from workbench.eval.auto import average_metric, optuna_search, refine_1d, unlearning_choice
 from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
-from workbench.eval.sweep import measure_point
+from workbench.eval.sweep import measure_point, require_values
+from workbench.files import staged_folder
 from workbench.runtime import SessionManager
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.registry import zoo_adapter_path, zoo_task_path
@@ -47,7 +52,12 @@ Examples:
       --adapter b=assets/examples/lora-b --expr "lam*a + (1-lam)*b" --grid lam=0:1:0.25 \\
       --task ppl:assets/examples/sample.txt --out out/sweep
 
-Exit status: 0 on success, 2 on bad input (one line on stderr)."""
+Ctrl-C keeps the finished points: DIR gets their results.csv and plot.html (exit 130).
+
+Exit status: 0 on success, 2 on bad input (one line on stderr), 130 when interrupted."""
+
+MAX_EXAMPLES = 100_000  # --n: a task's examples per point
+MAX_SAMPLES = 10_000  # --samples: sampled completions per point (each is a generation)
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -61,8 +71,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid", action="append", default=[], metavar="P=START:STOP:STEP", help="one or two grids")
     parser.add_argument("--task", action="append", default=[], metavar="SPEC", help="what to measure (see above)")
     parser.add_argument("--test-task", action="append", default=[], metavar="SPEC", help="test data for --auto")
-    parser.add_argument("--n", type=int, default=200, help="examples per classification task (default 200)")
-    parser.add_argument("--samples", type=int, default=40, help="toxicity samples per point (default 40)")
+    parser.add_argument("--n", type=count(MAX_EXAMPLES), default=200,
+                        help="examples per classification task (default 200)")  # fmt: skip
+    parser.add_argument("--samples", type=count(MAX_SAMPLES), default=40,
+                        help="toxicity samples per point (default 40)")  # fmt: skip
     parser.add_argument("--prompt", action="append", default=[], help=f"toxicity prompt (default: {PAPER_PROMPT!r})")
     parser.add_argument("--chat", action="store_true", help="sample through the chat template")
     parser.add_argument("--detoxify-checkpoint", help="a local Detoxify checkpoint (else the offline scorer)")
@@ -96,28 +108,90 @@ def build_measures(specs: list[str], args: argparse.Namespace) -> list:
         if not path.is_file():
             raise WorkbenchError(f"task {spec!r}: no such file or zoo task")
         if path.suffix == ".txt" or spec.startswith("ppl:"):
-            measures.append(PerplexityMeasure(path.read_text(encoding="utf-8"), name=f"perplexity:{path.stem}"))
+            measures.append(PerplexityMeasure(read_text_task(spec, path), name=f"perplexity:{path.stem}"))
         else:
             measures.append(TaskMeasure(load_csv_task(path), args.n, args.seed))
     return measures
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.list_presets:
-        return list_presets()
+def read_text_task(spec: str, path: Path) -> str:
+    """A perplexity text, refused now (not after the models load) when unreadable as UTF-8 or empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise WorkbenchError(f"task {spec!r}: {path} is not UTF-8 text; save it as UTF-8") from None
+    if not text.strip():
+        raise WorkbenchError(f"task {spec!r}: {path} is empty")
+    return text
+
+
+@dataclass
+class Finished:
+    """What a sweep measured before it ended or was interrupted."""
+
+    frame: pd.DataFrame | None = None
+    done: int = 0
+    total: int = 0
+    interrupted: bool = False
+
+
+def measure_grid(manager: SessionManager, expression: str, axes: list[GridAxis], measures: list, cache: ResultCache,
+                 fixed: dict[str, float]) -> Finished:  # fmt: skip
+    """Run the sweep, keeping every finished point through Ctrl-C. The scorer banner and the
+    progress bar appear only once the first point is done, so an error before any work is
+    the only line on stderr."""
+    from tqdm import tqdm
+
+    finished, progress = Finished(), None
+    try:
+        for update in sweep(manager, "cli", expression, axes, measures, cache, fixed):
+            if progress is None:
+                announce_scorers(measures)
+                progress = tqdm(desc="sweep", unit="point", total=update.total, file=sys.stderr)
+            progress.update(1)
+            finished = Finished(update.frame, update.done, update.total)
+    except KeyboardInterrupt:
+        finished.interrupted = True
+    finally:
+        if progress is not None:
+            progress.close()
+    return finished
+
+
+def announce_scorers(measures: list) -> None:
+    for measure in measures:
+        if isinstance(measure, ToxicityMeasure):
+            print(f"toxicity scorer: {measure.scorer.name} — {measure.scorer.note}", file=sys.stderr)
+
+
+def write_results(frame: pd.DataFrame, folder: Path, axes: list[GridAxis], columns: list[str]) -> None:
+    frame.to_csv(folder / "results.csv", index=False)
+    if len(axes) == 2:
+        figure = heatmap(frame, axes[0].name, axes[1].name, columns[0])
+    elif "toxicity" in columns:
+        figure = toxicity_plot(frame.rename(columns=_ppl_column(columns)), axes[0].name)
+    else:
+        figure = metric_plot(frame, axes[0].name, columns)
+    figure.write_html(folder / "plot.html", include_plotlyjs=True)
+
+
+def resolve(args: argparse.Namespace) -> tuple[str, str, dict[str, str], list[str], list[str]]:
+    """Base, expression, adapters, grids and tasks: from --preset, or from their own options."""
     if args.preset:
         preset = PRESETS.get(args.preset)
         if preset is None:
             raise WorkbenchError(f"unknown preset {args.preset!r}; see --list-presets")
-        base, expression = preset.base, preset.expression
         adapters = {name: str(zoo_adapter_path(zoo)) for name, zoo in preset.adapters.items()}
-        grids = args.grid or [preset.grid]
-        tasks = args.task or list(preset.tasks)
-    else:
-        if not (args.base and args.expr):
-            raise WorkbenchError("give --preset, or --base, --adapter and --expr")
-        base, expression, grids, tasks = args.base, args.expr, args.grid, args.task
-        adapters = parse_pairs(args.adapter, "--adapter")
+        return preset.base, preset.expression, adapters, args.grid or [preset.grid], args.task or list(preset.tasks)
+    if not (args.base and args.expr):
+        raise WorkbenchError("give --preset, or --base, --adapter and --expr")
+    return args.base, args.expr, parse_pairs(args.adapter, "--adapter"), args.grid, args.task
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_presets:
+        return list_presets()
+    base, expression, adapters, grids, tasks = resolve(args)
     if not args.out:
         raise WorkbenchError("--out is required")
     require_empty_folder(args.out)
@@ -125,44 +199,34 @@ def run(args: argparse.Namespace) -> int:
         raise WorkbenchError("give one or two --grid")
     if not tasks:
         raise WorkbenchError("give at least one --task")
-    axes = [parse_grid(grid) for grid in grids]
+    axes = parse_grids(grids)
     fixed = parse_values(args.set)
-    parse(expression, adapters)  # a bad expression fails before anything loads
+    require_values(parse(expression, adapters), axes, fixed)  # a bad expression fails before anything loads
     measures = build_measures(tasks, args)
     test_measures = build_measures(args.test_task, args)
 
     columns = [c for m in measures for c in m.columns]
     if args.auto and not (_metrics(columns) or ("toxicity" in columns and _ppl_column(columns))):
         raise WorkbenchError("--auto needs a classification task, or toxicity with a perplexity task")
-    for measure in measures:
-        if isinstance(measure, ToxicityMeasure):
-            print(f"toxicity scorer: {measure.scorer.name} — {measure.scorer.note}", file=sys.stderr)
-    manager = SessionManager()
-    manager.open("cli", base)
-    for name, path in adapters.items():
-        manager.add_module("cli", name, path)
-    manager.set_composition("cli", "", mode=args.mode)
     cache = ResultCache()
-    frame = None
-    from tqdm import tqdm
-
-    with tqdm(desc="sweep", unit="point", file=sys.stderr) as progress:
-        for update in sweep(manager, "cli", expression, axes, measures, cache, fixed):
-            progress.total = update.total
-            progress.update(1)
-            frame = update.frame
-    args.out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out / "results.csv", index=False)
-    if len(axes) == 2:
-        figure = heatmap(frame, axes[0].name, axes[1].name, columns[0])
-    elif "toxicity" in columns:
-        figure = toxicity_plot(frame.rename(columns=_ppl_column(columns)), axes[0].name)
-    else:
-        figure = metric_plot(frame, axes[0].name, columns)
-    figure.write_html(args.out / "plot.html", include_plotlyjs=True)
-    print(f"{len(frame)} rows -> {args.out / 'results.csv'}, plot -> {args.out / 'plot.html'}")
+    with staged_folder(args.out) as staging:  # made now, so an --out that cannot be written fails before loading
+        manager = SessionManager()
+        manager.open("cli", base)
+        for name, path in adapters.items():
+            manager.add_module("cli", name, path)
+        manager.set_composition("cli", "", mode=args.mode)
+        finished = measure_grid(manager, expression, axes, measures, cache, fixed)
+        if finished.frame is None:
+            raise KeyboardInterrupt  # interrupted before any point: nothing to keep
+        write_results(finished.frame, staging, axes, columns)
+    if finished.interrupted:
+        print(f"interrupted: kept {finished.done} of {finished.total} points in {args.out} (results.csv, plot.html)",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    print(f"{len(finished.frame)} rows -> {args.out / 'results.csv'}, plot -> {args.out / 'plot.html'}")
     if args.auto:
-        report_auto(manager, expression, axes, fixed, measures, test_measures, cache, frame, columns, args.seed)
+        report_auto(manager, expression, axes, fixed, measures, test_measures, cache, finished.frame, columns,
+                    args.seed)  # fmt: skip
     return 0
 
 

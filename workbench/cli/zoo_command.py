@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
+from workbench.cli.arguments import count, require_file_target
 from workbench.errors import WorkbenchError
+from workbench.files import staged_file, staged_folder
 from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.registry import ADAPTERS, ASSETS, DATA, zoo_adapter_path, zoo_adapters
 
 STUDIES = ASSETS.parent / "docs" / "zoo-studies.md"
+MAX_SAMPLES = 10_000  # --samples: sampled completions per setting for an unlearning card
 
 DESCRIPTION = """\
 The embedded zoo: real base models from PyPI packages, small committed data sets, and
@@ -30,7 +32,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("action", choices=("list", "extract", "train", "study"))
     parser.add_argument("name", nargs="?", help="the recipe to train")
     parser.add_argument("--debs", type=Path, help="extract: read .deb files from here instead of apt-get download")
-    parser.add_argument("--samples", type=int, default=400, help="train: samples per setting for the model card")
+    parser.add_argument("--samples", type=count(MAX_SAMPLES), default=400,
+                        help="train: samples per setting for the model card")  # fmt: skip
     parser.add_argument("--no-card", action="store_true", help="train: skip measuring and the model card")
     parser.add_argument("--out", type=Path, default=STUDIES, help="study: where the report goes")
     parser.set_defaults(run=run)
@@ -48,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "study":
         from workbench.zoo.studies import run_studies
 
-        args.out.write_text(run_studies(), encoding="utf-8")
+        require_file_target(args.out)
+        with staged_file(args.out) as partial:  # made now, so an --out that cannot be written fails before the study
+            partial.write_text(run_studies(), encoding="utf-8")
         print(f"wrote {args.out}")
         return 0
     return train(args.name, args.samples, not args.no_card)
@@ -86,34 +91,37 @@ def train(name: str | None, samples: int, card: bool) -> int:
     if recipe is None:
         raise WorkbenchError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
     out = ADAPTERS / recipe.name
-    staging = out.with_name(out.name + ".training")
-    shutil.rmtree(staging, ignore_errors=True)
-    start = time.perf_counter()
     exclude = zoo_adapter_path(recipe.exclude) if recipe.exclude else None
-    _, loss = train_module(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), recipe.settings, staging,
-                           exclude, recipe.labels())  # fmt: skip
-    seconds = time.perf_counter() - start
-    print(f"trained {recipe.name} in {seconds:.0f} s, final loss {loss:.4f}")
-    (staging / "README.md").unlink(missing_ok=True)  # PEFT's template card; ours replaces it
-    _portable_base_path(staging, recipe.base)
-    if card and recipe.task is not None:
-        from workbench.zoo.cards import classifier_card, measure_classifier
-
-        result = measure_classifier(recipe, staging)
-        (staging / "README.md").write_text(classifier_card(recipe, result, seconds, loss), encoding="utf-8")
-        print(f"card: accuracy validation {result.accuracy['validation']:.4f}, test {result.accuracy['test']:.4f} "
-              f"(majority {result.majority['validation']:.4f}, {result.majority['test']:.4f})")  # fmt: skip
-    elif card:
-        from workbench.zoo.cards import measure_unlearning, unlearning_card
-
-        report = measure_unlearning(recipe, staging, samples)
-        (staging / "README.md").write_text(unlearning_card(recipe, report, seconds, loss), encoding="utf-8")
-        print(f"card: toxicity base {report.toxicity['base']:.4f}, toxic {report.toxicity['toxic']:.4f}, "
-              f"negated (λ={report.lam}) {report.toxicity['negated']:.4f}")  # fmt: skip
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    with staged_folder(out, replace=True) as staging:  # the old adapter stays until the new one is whole
+        start = time.perf_counter()
+        _, loss = train_module(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), recipe.settings,
+                               staging, exclude, recipe.labels())  # fmt: skip
+        seconds = time.perf_counter() - start
+        print(f"trained {recipe.name} in {seconds:.0f} s, final loss {loss:.4f}")
+        (staging / "README.md").unlink(missing_ok=True)  # PEFT's template card; ours replaces it
+        _portable_base_path(staging, recipe.base)
+        if card:
+            _write_card(recipe, staging, samples, seconds, loss)
     print(f"wrote {out}")
     return 0
+
+
+def _write_card(recipe, folder: Path, samples: int, seconds: float, loss: float) -> None:
+    """Measure the module in `folder` and write its model card there (README.md)."""
+    if recipe.task is not None:
+        from workbench.zoo.cards import classifier_card, measure_classifier
+
+        result = measure_classifier(recipe, folder)
+        (folder / "README.md").write_text(classifier_card(recipe, result, seconds, loss), encoding="utf-8")
+        print(f"card: accuracy validation {result.accuracy['validation']:.4f}, test {result.accuracy['test']:.4f} "
+              f"(majority {result.majority['validation']:.4f}, {result.majority['test']:.4f})")  # fmt: skip
+        return
+    from workbench.zoo.cards import measure_unlearning, unlearning_card
+
+    report = measure_unlearning(recipe, folder, samples)
+    (folder / "README.md").write_text(unlearning_card(recipe, report, seconds, loss), encoding="utf-8")
+    print(f"card: toxicity base {report.toxicity['base']:.4f}, toxic {report.toxicity['toxic']:.4f}, "
+          f"negated (λ={report.lam}) {report.toxicity['negated']:.4f}")  # fmt: skip
 
 
 def _portable_base_path(folder: Path, base: str) -> None:

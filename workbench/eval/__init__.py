@@ -2,7 +2,7 @@
 
 from workbench.eval.classify import evaluate
 from workbench.eval.measures import PerplexityMeasure, TaskMeasure, ToxicityMeasure
-from workbench.eval.sweep import GridAxis, ResultCache, SweepUpdate, parse_grid, sweep
+from workbench.eval.sweep import GridAxis, ResultCache, SweepUpdate, parse_grid, parse_grids, sweep
 from workbench.eval.tasks import ClassificationTask, load_csv_task
 from workbench.eval.toxicity import DetoxifyScorer, ProfanityScorer, default_scorer
 
@@ -20,5 +20,6 @@ __all__ = [
     "evaluate",
     "load_csv_task",
     "parse_grid",
+    "parse_grids",
     "sweep",
 ]

@@ -13,17 +13,18 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from workbench.algebra import compose, parse
+from workbench.algebra import LinearCombination, compose, parse
 from workbench.errors import WorkbenchError
 from workbench.eval.measures import Measure
 from workbench.runtime.session import SessionManager
 
-MAX_POINTS = 441  # a 21 × 21 grid
+MAX_POINTS = 441  # a 21 × 21 grid, for one axis or two together
+GRID_FORM = "use START:STOP:STEP with finite numbers, STEP > 0 and STOP >= START, or a list like 0,0.5,1"
 
 
 @dataclass(frozen=True)
@@ -32,28 +33,78 @@ class GridAxis:
     values: tuple[float, ...]
 
 
-def parse_grid(spec: str) -> GridAxis:
-    """`lam=0:1:0.1` (start:stop:step, stop included) or `lam=0,0.3,1`."""
+@dataclass(frozen=True)
+class _AxisPlan:
+    """One axis as read from its spec: its size is known before any value is built."""
+
+    name: str
+    spec: str
+    count: int
+    start: float = 0.0
+    step: float = 0.0
+    listed: tuple[float, ...] | None = None
+
+    def build(self) -> GridAxis:
+        if self.listed is not None:
+            return GridAxis(self.name, self.listed)
+        return GridAxis(self.name, tuple(round(self.start + i * self.step, 10) for i in range(self.count)))
+
+
+def _plan_axis(spec: str) -> _AxisPlan:
     name, sep, body = spec.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier() or not body:
         raise WorkbenchError(f"a grid looks like lam=0:1:0.1 or lam=0,0.5,1; got {spec!r}")
     try:
-        if ":" in body:
-            start, stop, step = (float(part) for part in body.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            count = int(math.floor((stop - start) / step + 1e-9)) + 1
-            values = tuple(round(start + i * step, 10) for i in range(count))
-        else:
-            values = tuple(float(part) for part in body.split(","))
+        numbers = tuple(float(part) for part in body.split(":" if ":" in body else ","))
     except ValueError:
-        raise WorkbenchError(f"grid {spec!r}: use START:STOP:STEP with STEP > 0 and STOP >= START, or a list") from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise WorkbenchError(f"grid {spec!r} has no finite values")
-    if len(values) > MAX_POINTS:
-        raise WorkbenchError(f"grid {spec!r} has {len(values)} points; the limit is {MAX_POINTS}")
-    return GridAxis(name, values)
+        raise WorkbenchError(f"grid {spec!r}: {GRID_FORM}") from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise WorkbenchError(f"grid {spec!r}: {GRID_FORM}")
+    if ":" not in body:
+        return _AxisPlan(name, spec, len(numbers), listed=numbers)
+    if len(numbers) != 3 or numbers[2] <= 0 or numbers[1] < numbers[0]:
+        raise WorkbenchError(f"grid {spec!r}: {GRID_FORM}")
+    start, stop, step = numbers
+    steps = (stop - start) / step  # finite or inf; counted, never enumerated
+    count = int(min(steps, 1e18) + 1e-9) + 1  # steps >= 0, so int() is floor
+    return _AxisPlan(name, spec, count, start, step)
+
+
+def _shown(count: int) -> str:
+    return f"{count}" if count < 10**6 else f"about {count:.1e}"
+
+
+def parse_grids(specs: Sequence[str]) -> list[GridAxis]:
+    """Every axis of a sweep, each `lam=0:1:0.1` (start:stop:step, stop included) or
+    `lam=0,0.3,1`. A sweep measures every combination, so the product of the axes'
+    sizes is what is bounded (MAX_POINTS), and it is counted before any point is built."""
+    plans = [_plan_axis(spec) for spec in specs]
+    names = [plan.name for plan in plans]
+    for name in names:
+        if names.count(name) > 1:
+            raise WorkbenchError(f"grid {name} is given twice; give each parameter one grid")
+    total = math.prod(plan.count for plan in plans)
+    if total > MAX_POINTS and len(plans) == 1:
+        raise WorkbenchError(f"grid {plans[0].spec!r} has {_shown(total)} points; the limit is {MAX_POINTS}: "
+                             "use a larger step")  # fmt: skip
+    if total > MAX_POINTS:
+        sizes = " × ".join(_shown(plan.count) for plan in plans)
+        raise WorkbenchError(f"the grids have {sizes} = {_shown(total)} points in all; the limit is {MAX_POINTS} "
+                             "(e.g. 21 × 21): use larger steps")  # fmt: skip
+    return [plan.build() for plan in plans]
+
+
+def parse_grid(spec: str) -> GridAxis:
+    """One axis (see `parse_grids`, which a sweep with several axes must use)."""
+    return parse_grids([spec])[0]
+
+
+def require_values(combination: LinearCombination, axes: Sequence[GridAxis], fixed: Mapping[str, float]) -> None:
+    """Every parameter of the expression needs a grid or a fixed value, checked before any model loads."""
+    missing = set(combination.parameters) - set(fixed) - {axis.name for axis in axes}
+    if missing:
+        raise WorkbenchError(f"parameter(s) {', '.join(sorted(missing))} need a grid or a fixed value")
 
 
 @dataclass(frozen=True)
@@ -98,9 +149,7 @@ def sweep(
     fixed = dict(fixed or {})
     mode, merge = state.mode, state.merge
     combination = parse(expression, state.modules)
-    missing = set(combination.parameters) - fixed.keys() - {a.name for a in axes}
-    if missing:
-        raise WorkbenchError(f"parameter(s) {', '.join(sorted(missing))} need a grid or a fixed value")
+    require_values(combination, axes, fixed)
     compose(state.modules, combination, {**fixed, **{a.name: a.values[0] for a in axes}}, mode, merge)  # fail early
     cache = cache if cache is not None else ResultCache()
     jobs: list[tuple[dict[str, object], str, dict[str, float]]] = []

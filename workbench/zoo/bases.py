@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.files import staged_folder
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,9 @@ def _prepare_smollm2(package: Path) -> Path:
             del config.quantization_config  # save_pretrained refuses a GGUF-quantised model
         model = LlamaForCausalLM(config)
         model.load_state_dict(quantised.state_dict())
-        partial = target.with_name(target.name + ".partial")
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        partial.rename(target)
+        with staged_folder(target, replace=True) as staging:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
     return target
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.files import staged_file
 from workbench.zoo.registry import DATA
 from workbench.zoo.splits import skewed_subsets
 
@@ -140,18 +141,22 @@ def toxic_and_clean(root: Path) -> dict[str, pd.DataFrame]:
     return {"toxic": toxic.reset_index(drop=True), "clean": clean.reset_index(drop=True)}
 
 
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    with staged_file(path) as partial:
+        frame.to_csv(partial, index=False)
+    return path
+
+
 def extract(debs: Path | None = None, out: Path = DATA) -> list[Path]:
+    """Every data file, each written whole or not at all (a failed run leaves the committed files)."""
     root = unpack(debs)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, splits in (("sentiment", sentiment(root)), ("topic", topics(root))):
         for split, frame in splits.items():
-            path = out / f"{name}-{split}.csv"
-            frame.to_csv(path, index=False)
-            written.append(path)
-    (out / "austen-perplexity.txt").write_text(austen(root), encoding="utf-8")
+            written.append(_write_csv(frame, out / f"{name}-{split}.csv"))
+    with staged_file(out / "austen-perplexity.txt") as partial:
+        partial.write_text(austen(root), encoding="utf-8")
     written.append(out / "austen-perplexity.txt")
     for name, frame in toxic_and_clean(root).items():
-        frame.to_csv(out / f"fortunes-{name}.csv", index=False)
-        written.append(out / f"fortunes-{name}.csv")
+        written.append(_write_csv(frame, out / f"fortunes-{name}.csv"))
     return written

@@ -17,7 +17,10 @@ DATA = ASSETS / "data"
 
 
 def zoo_adapters() -> list[str]:
-    return sorted(p.name for p in ADAPTERS.iterdir() if p.is_dir()) if ADAPTERS.is_dir() else []
+    """The adapters' names; hidden folders (a training run's staging) are not adapters yet."""
+    if not ADAPTERS.is_dir():
+        return []
+    return sorted(p.name for p in ADAPTERS.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def zoo_adapter_path(name: str) -> Path:

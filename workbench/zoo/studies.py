@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.eval.classify import evaluate
+from workbench.files import staged_folder
 from workbench.runtime import SessionManager
 from workbench.zoo.bases import cache_root, zoo_base_folder
 from workbench.zoo.cards import TYPE_NAMES, split_task
@@ -46,10 +47,12 @@ def seeded_module(name: str, seed: int) -> Path:
         return zoo_adapter_path(name)
     recipe = RECIPES[name]
     folder = cache_root() / "studies" / f"{name}-seed{seed}"
-    if not (folder / "DONE").is_file():
+    if not (folder / "DONE").is_file():  # DONE: written by older versions, which trained in place
         settings = replace(recipe.settings, seed=seed, init_seed=None)
-        train(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), settings, folder, labels=recipe.labels())
-        (folder / "DONE").write_text("", encoding="utf-8")
+        with staged_folder(folder, replace=True) as staging:
+            train(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), settings, staging,
+                  labels=recipe.labels())  # fmt: skip
+            (staging / "DONE").write_text("", encoding="utf-8")
     return folder
 
 

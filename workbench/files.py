@@ -1,0 +1,106 @@
+"""Outputs are written whole or not at all: every writer stages beside its target, then renames.
+
+A half-written output (a full disk, Ctrl-C, a crash mid-save) must never look finished,
+so no writer writes into its target. It writes into a staging folder or file beside the
+target (the same filesystem, so the final rename is atomic), which becomes the target
+only once everything is written. On any error, KeyboardInterrupt included, the staging
+is removed and the target is as it was. The staging is made on entry, so a place that
+cannot be written fails before the work that would fill it.
+
+Errors are the filesystem's own (OSError): this module imports nothing from the
+workbench, so any layer (CLI, UI, zoo) can use it; the faces turn them into one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _beside(target: Path, kind: str) -> Path:
+    """A hidden, unused name next to `target`, so a leftover is recognisable and never clashes."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.{kind}")
+
+
+def _name_target(exc: OSError, staging: Path, target: Path) -> None:
+    """Name the path the user asked for in the error, not the staging that is about to vanish."""
+    for attribute in ("filename", "filename2"):
+        name = getattr(exc, attribute)
+        if isinstance(name, str) and (name == str(staging) or name.startswith(f"{staging}{os.sep}")):
+            setattr(exc, attribute, str(target) + name[len(str(staging)) :])
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _refuse_existing(target: Path) -> None:
+    """Without `replace`, only a missing target or an empty folder may be written."""
+    if target.is_symlink() or (target.exists() and (not target.is_dir() or any(target.iterdir()))):
+        raise FileExistsError(errno.EEXIST, "already exists and is not an empty folder", str(target))
+
+
+def _move_into_place(staging: Path, target: Path, replace: bool) -> None:
+    if not replace:
+        _refuse_existing(target)
+        os.rename(staging, target)  # an empty folder at `target` is replaced atomically
+        return
+    if not os.path.lexists(target):
+        os.rename(staging, target)
+        return
+    old = _beside(target, "old")
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    _remove(old)
+
+
+@contextmanager
+def staged_folder(target: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a new, empty folder beside `target` to write into; when the block ends
+    without error it becomes `target`, else it is removed and `target` is untouched.
+
+    Without `replace`, `target` must be missing or an empty folder (FileExistsError when
+    the block ends otherwise); with `replace`, the finished folder replaces what was there.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _beside(target, "staging")
+    staging.mkdir()
+    try:
+        yield staging
+        _move_into_place(staging, target, replace)
+    except BaseException as exc:
+        _remove(staging)
+        if isinstance(exc, OSError):
+            _name_target(exc, staging, target)
+        raise
+
+
+@contextmanager
+def staged_file(target: Path) -> Iterator[Path]:
+    """Yield an empty file beside `target` to write; when the block ends without error it
+    replaces `target` atomically, else it is removed and `target` is untouched."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = _beside(target, "partial")
+    partial.touch(exist_ok=False)
+    try:
+        yield partial
+        os.replace(partial, target)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            _name_target(exc, partial, target)
+        raise
