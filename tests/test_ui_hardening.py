@@ -72,8 +72,8 @@ def test_uploads_live_in_the_sessions_own_temp_dir_and_go_with_it(controller, ad
     files = [str(folder / "adapter_config.json"), str(folder / "adapter_model.safetensors")]
     controller.add_upload("s", "up", files)
     controller.add_upload("s", "up2", files)
-    upload_dir = controller.ui("s").upload_dir
-    assert upload_dir is not None and upload_dir.parent == tmp_path / "server-tmp"
+    upload_dir = controller.session_folder("s")
+    assert upload_dir.parent == tmp_path / "server-tmp"
     assert len(list(upload_dir.iterdir())) == 2  # one fresh folder per upload, never reused or deleted
     with pytest.raises(WorkbenchError, match="only .safetensors"):
         controller.add_upload("s", "bad", [*files, str(tmp_path / "x.py")])
@@ -87,8 +87,7 @@ def test_an_upload_that_fails_to_load_leaves_no_folder(controller, tmp_path) -> 
     broken.write_text("{not json")
     with pytest.raises(WorkbenchError):
         controller.add_upload("s", "broken", [str(broken)])
-    upload_dir = controller.ui("s").upload_dir
-    assert upload_dir is not None and list(upload_dir.iterdir()) == []
+    assert list(controller.session_folder("s").iterdir()) == []
 
 
 def drive_from_any_thread(pool: ThreadPoolExecutor, generator) -> threading.Event:
@@ -168,3 +167,39 @@ def test_uploads_are_bounded_in_total_size(controller, tmp_path, monkeypatch) ->
     config.write_bytes(b"{" + b" " * 598 + b"}")
     with pytest.raises(WorkbenchError, match="the limit is"):
         controller.add_upload("s", "big", [str(big), str(config)])
+
+
+def test_result_cache_and_history_are_bounded(controller, monkeypatch) -> None:
+    from workbench.eval import ResultCache
+    from workbench.ui import controller as controller_module
+
+    cache = ResultCache(max_entries=3)
+    for key in range(5):
+        cache.put(key, {"x": float(key)})
+    assert len(cache) == 3 and cache.get(0) is None and cache.get(4) == {"x": 4.0}
+    monkeypatch.setattr(controller_module, "MAX_HISTORY", 4)
+    for lam in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+        controller.recompose("s", "lam*a", {"lam": lam})
+    assert list(controller.history("s")["values"]) == ["lam=0.3", "lam=0.4", "lam=0.5", "lam=0.6"]
+
+
+def test_abandoned_sessions_end_when_another_starts(controller, base_dirs) -> None:
+    folder = controller.session_folder("s")
+    controller.ui("s").seen -= 10 * 3600  # silent for ten hours: its browser vanished without an unload
+    controller.start("newcomer", base=str(base_dirs["llama"]))
+    assert "s" not in controller.manager.sessions and not folder.exists()
+    assert "newcomer" in controller.manager.sessions
+
+
+def test_an_overflowing_composition_is_refused_and_the_session_keeps_its_own(controller) -> None:
+    before = controller.recompose("s", "-lam*toxic", {"lam": 0.5})["readout"]
+    with pytest.raises(WorkbenchError, match="overflows"):
+        controller.recompose("s", "1e30*toxic", {})
+    state = controller.manager.state("s")
+    assert (state.expression, state.values) == ("-lam*toxic", {"lam": 0.5})
+    assert controller.readout("s") == before
+    with pytest.raises(WorkbenchError, match="out of range"):
+        controller.recompose("s", "-lam*toxic", {"lam": float("nan")})
+    with pytest.raises(WorkbenchError, match="out of range"):
+        controller.toxicity("s", "toxic", ["hi"], 2, [1e30])
+    assert len(controller.history("s")) == 1

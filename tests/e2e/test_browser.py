@@ -31,11 +31,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url():
-    from workbench.ui.app import build_app
+    from workbench.ui.app import LAUNCH_OPTIONS, build_app
 
     app = build_app().queue()
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_OPTIONS)
     yield f"http://127.0.0.1:{port}"
     app.close()
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from workbench.algebra.expression import LinearCombination, parse
 from workbench.algebra.merging import MergeOptions
 from workbench.errors import ExpressionError, IncompatibleError, WorkbenchError
@@ -77,6 +79,32 @@ class Composition:
             edits = edits.then(part.edits())
         return edits
 
+    def check_finite(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Refuse `tensors` (folded weights, or the combined parts') that overflowed.
+
+        A coefficient such as 1e39 is a finite float64 but not a finite float32, and 1e30
+        gives weights whose float32 norm is inf, so the model computes NaN. A tensor passes
+        when its sum of squares, in float32 at least, is finite: that needs every entry
+        finite, too.
+        """
+        bad = _first_overflowing(tensors)
+        if bad is None:
+            return
+        name, value = max(self.coefficients.items(), key=lambda item: abs(item[1]))
+        raise ExpressionError(
+            f"the composition overflows (in {bad}): coefficient of {name} is {value:g}; "
+            "use coefficients of a sensible size"
+        )
+
+    def combined_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors of the combined parts and heads: what an export would write."""
+        tensors: dict[str, torch.Tensor] = {}
+        for part in self.parts:
+            tensors |= part.edits().tensors()
+        for head in self.heads.values():
+            tensors |= {f"head {name}": tensor for name, tensor in head.tensors.items()}
+        return tensors
+
 
 def compose(
     modules: Mapping[str, PEM],
@@ -120,6 +148,27 @@ def compose(
     )
 
 
+def _first_overflowing(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The first floating tensor whose sum of squares (in float32 at least) is not finite,
+    else None. One pass over memory per tensor and one device sync in all: it runs on
+    every cold recompose, so it must cost little next to the fold."""
+    names = [name for name, tensor in tensors.items() if tensor.is_floating_point()]
+    if not names:
+        return None
+    squares = [_square_sum(tensors[name]) for name in names]
+    finite = torch.isfinite(torch.stack([square.to(squares[0].device) for square in squares]))
+    return None if bool(finite.all()) else names[int((~finite).nonzero()[0])]
+
+
+def _square_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Σx²: a BLAS dot for float32/64 (about 3× faster than a norm on a CPU); half
+    precision goes through a float32 norm, since its own Σx² would overflow at 65504."""
+    flat = tensor.reshape(-1)
+    if flat.dtype in (torch.float32, torch.float64):
+        return torch.dot(flat, flat).float()
+    return torch.linalg.vector_norm(flat, dtype=torch.float32)
+
+
 def _check_same_base(modules: Mapping[str, PEM]) -> None:
     """Refuse modules recorded for different base models, or whose shapes disagree."""
     bases = {name: Path(m.base_model).name.lower() for name, m in modules.items() if m.base_model}
@@ -149,7 +198,16 @@ def _show(shape: tuple[int | None, ...]) -> str:
 def save_composition(composition: Composition, modules: Mapping[str, PEM], folder: Path) -> str:
     """Write the composition: in its type's own format when it has one type (and at most
     one task head, which goes with it), else as a composition folder, whose modules keep
-    their own heads. Returns what was written: the PEM type, or "composition"."""
+    their own heads. Returns what was written: the PEM type, or "composition".
+
+    Refuses, before writing anything, a composition whose coefficients are all 0 (it is
+    the base model: there is nothing to write, and such a folder would not load back)
+    and one whose combined tensors overflow."""
+    if not any(composition.coefficients.values()):
+        raise ExpressionError(
+            "the expression cancels to zero: every coefficient is 0; this is the base model, nothing to write"
+        )
+    composition.check_finite(composition.combined_tensors())
     folder = Path(folder)
     if len(composition.parts) == 1 and len(composition.heads) <= 1:
         part = composition.parts[0]
@@ -193,6 +251,6 @@ def load_composition(folder: Path) -> tuple[Composition, dict[str, PEM]]:
             raise WorkbenchError(f"{folder / COMPOSITION_FILE}: parameter values must be finite")
         merge = MergeOptions(**data.get("merge", {}))
         composition = compose(modules, data["expression"], values, data.get("mode", "exact"), merge)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise WorkbenchError(f"{folder / COMPOSITION_FILE} is malformed ({type(exc).__name__}: {exc})") from None
     return composition, modules

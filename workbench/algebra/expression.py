@@ -1,11 +1,15 @@
 """The expression language: our own tokenizer and recursive-descent parser, never `eval`.
 
-Grammar (DESIGN.md), with ⊕ ⊖ × · as synonyms of + - * *:
+Grammar (DESIGN.md), with ⊕ ⊖ × · as synonyms of + - * *, and ** of ^:
 
     expr  := term (("+" | "-") term)*
     term  := unary (("*" unary) | ("/" unary))*      # divisor must be a plain number
-    unary := ("-" | "+") unary | atom
+    unary := ("-" | "+") unary | power
+    power := atom ("^" digits)?                      # 0 to MAX_POWER; base not a module
     atom  := number | name | "(" expr ")"
+
+So `-lam^2` is -(lam²), and a chain `lam^2^3` needs parentheses. The power exists so that
+the canonical form, which prints `lam^2`, parses back to the same combination.
 
 A name bound to a loaded module is module-valued; any other name is a free parameter.
 The result is a `LinearCombination`: Σ cᵢ·moduleᵢ, each cᵢ a polynomial in the parameters.
@@ -14,17 +18,18 @@ The result is a `LinearCombination`: Σ cᵢ·moduleᵢ, each cᵢ a polynomial 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from workbench.algebra.polynomial import Polynomial, PolynomialError
+from workbench.algebra.polynomial import MAX_POWER, Polynomial, PolynomialError
 from workbench.errors import ExpressionError
 
 MAX_LENGTH = 500
 MAX_DEPTH = 32
 
 _SYNONYMS = {"⊕": "+", "⊖": "-", "×": "*", "·": "*", "−": "-"}
-_OPERATORS = set("+-*/()")
+_OPERATORS = set("+-*/^()")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ def tokenize(text: str) -> list[Token]:
         char = text[i]
         if char.isspace():
             i += 1
+        elif text.startswith("**", i):
+            tokens.append(Token("op", "^", i))
+            i += 2
         elif char in _SYNONYMS or char in _OPERATORS:
             tokens.append(Token("op", _SYNONYMS.get(char, char), i))
             i += 1
@@ -101,15 +109,13 @@ class LinearCombination:
             return "0"
         parts = []
         for name, coefficient in self.terms:
-            value = coefficient.constant_value
-            if value == 1.0:
-                parts.append(name)
-            elif value == -1.0:
-                parts.append(f"-{name}")
-            elif value is not None or len(coefficient.terms) == 1:
-                parts.append(f"{coefficient}*{name}")
+            text = str(coefficient)  # compared as printed, so 1 + 1e-13 reads as 1 both times
+            if text in ("1", "-1"):
+                parts.append(name if text == "1" else f"-{name}")
+            elif len(coefficient.terms) == 1:
+                parts.append(f"{text}*{name}")
             else:
-                parts.append(f"({coefficient})*{name}")
+                parts.append(f"({text})*{name}")
         return " + ".join(parts).replace("+ -", "- ")
 
     def coefficients(self, values: Mapping[str, float]) -> dict[str, float]:
@@ -217,7 +223,21 @@ class _Parser:
             value = self.unary()
             self.depth -= 1
             return self.negate(value) if token.text == "-" else value
-        return self.atom()
+        return self.power()
+
+    def power(self) -> _Value:
+        value = self.atom()
+        if not (self.peek().kind == "op" and self.peek().text == "^"):
+            return value
+        operator = self.take()
+        if value.is_module:
+            raise self.error("cannot raise a module to a power; only numbers and parameters have powers", operator)
+        exponent = self.take()
+        if exponent.kind != "number" or not re.fullmatch(r"[0-9]+", exponent.text) or int(exponent.text) > MAX_POWER:
+            raise self.error(f"the exponent must be a whole number from 0 to {MAX_POWER}, like lam^2", exponent)
+        if self.peek().kind == "op" and self.peek().text == "^":
+            raise self.error("a chain of powers needs parentheses, e.g. (lam^2)^3")
+        return _Value(scalar=self.wrap(lambda: value.scalar.power(int(exponent.text)), operator))
 
     def atom(self) -> _Value:
         token = self.take()

@@ -20,6 +20,7 @@ from workbench.errors import WorkbenchError
 from workbench.modules.sparse import weighted, weighted_sum
 
 MERGE_METHODS = ("linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
+MAX_SEED = 2**63 - 1
 
 MergeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -35,8 +36,9 @@ class MergeOptions:
     def __post_init__(self) -> None:
         if self.method not in MERGE_METHODS:
             raise WorkbenchError(f"unknown merge method {self.method!r}; choose one of {', '.join(MERGE_METHODS)}")
-        if not 0.0 < self.density <= 1.0:
-            raise WorkbenchError(f"density must be in (0, 1], got {self.density}")
+        if isinstance(self.density, bool) or not isinstance(self.density, int | float) or not 0 < self.density <= 1:
+            raise WorkbenchError(f"density must be in (0, 1], got {self.density!r}")
+        check_seed(self.seed)
 
     def function(self) -> MergeFn:
         """The per-parameter merge, with its own generator so DARE is reproducible."""
@@ -51,6 +53,13 @@ class MergeOptions:
         if self.method == "dare_linear":
             return lambda stacked, weights: weighted_sum(random_drop(stacked, density, generator), weights)
         return lambda stacked, weights: sign_elected_mean(weighted(random_drop(stacked, density, generator), weights))
+
+
+def check_seed(seed: object) -> int:
+    """Refuse a seed torch's generators cannot take (they hold 64 bits), in one line."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise WorkbenchError(f"the seed must be a whole number from 0 to 2**63-1 ({MAX_SEED}), got {seed!r}")
+    return seed
 
 
 def magnitude_prune(stacked: torch.Tensor, density: float) -> torch.Tensor:

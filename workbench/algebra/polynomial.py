@@ -15,6 +15,7 @@ from dataclasses import dataclass
 Monomial = tuple[tuple[str, int], ...]
 
 MAX_TERMS = 256
+MAX_POWER = 16  # per parameter, so that every canonical form's `lam^k` parses back
 
 
 class PolynomialError(ValueError):
@@ -22,8 +23,8 @@ class PolynomialError(ValueError):
 
 
 def _format_number(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
+    """12 significant digits (whole numbers below 1e12 print as integers). Printing what this
+    prints, once parsed, gives the same text, so a canonical form is a fixed point."""
     return format(value, ".12g")
 
 
@@ -100,19 +101,32 @@ class Polynomial:
         for mono_a, coef_a in self.terms:
             for mono_b, coef_b in other.terms:
                 monomial = _mul_monomials(mono_a, mono_b)
+                if any(power > MAX_POWER for _, power in monomial):
+                    raise PolynomialError(f"a power above {MAX_POWER}; powers go up to {MAX_POWER}")
                 terms[monomial] = terms.get(monomial, 0.0) + coef_a * coef_b
         return Polynomial._build(terms)
+
+    def power(self, exponent: int) -> Polynomial:
+        """self^exponent by repeated multiplication (the exponent is small: at most MAX_POWER)."""
+        result = Polynomial.constant(1.0)
+        for _ in range(exponent):
+            result = result * self
+        return result
 
     def scale(self, factor: float) -> Polynomial:
         return Polynomial._build({monomial: coefficient * factor for monomial, coefficient in self.terms})
 
     def evaluate(self, values: Mapping[str, float]) -> float:
-        """The value at `values`, which must bind every parameter (the caller checks)."""
+        """The value at `values`, which must bind every parameter (the caller checks).
+        Overflow gives inf (Python's `**` raises instead), which the caller reports."""
         total = 0.0
         for monomial, coefficient in self.terms:
             product = coefficient
             for name, power in monomial:
-                product *= values[name] ** power
+                try:
+                    product *= values[name] ** power
+                except OverflowError:
+                    return math.inf
             total += product
         return total
 
@@ -122,13 +136,13 @@ class Polynomial:
         parts: list[str] = []
         for monomial, coefficient in self.terms:
             sign = "-" if coefficient < 0 else "+"
-            magnitude = abs(coefficient)
+            magnitude = _format_number(abs(coefficient))
             if not monomial:
-                body = _format_number(magnitude)
-            elif magnitude == 1.0:
+                body = magnitude
+            elif magnitude == "1":
                 body = _format_monomial(monomial)
             else:
-                body = f"{_format_number(magnitude)}*{_format_monomial(monomial)}"
+                body = f"{magnitude}*{_format_monomial(monomial)}"
             parts.append(f"{sign} {body}")
         text = " ".join(parts)
         return text[2:] if text.startswith("+ ") else "-" + text[2:]

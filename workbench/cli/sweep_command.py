@@ -24,6 +24,7 @@ from workbench.eval import (
     sweep,
 )
 from workbench.eval.auto import average_metric, optuna_search, refine_1d, unlearning_choice
+from workbench.eval.measures import MAX_EXAMPLES, MAX_SAMPLES
 from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.eval.sweep import measure_point, require_values
@@ -56,8 +57,6 @@ Ctrl-C keeps the finished points: DIR gets their results.csv and plot.html (exit
 
 Exit status: 0 on success, 2 on bad input (one line on stderr), 130 when interrupted."""
 
-MAX_EXAMPLES = 100_000  # --n: a task's examples per point
-MAX_SAMPLES = 10_000  # --samples: sampled completions per point (each is a generation)
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from workbench.cli.arguments import count, require_file_target
 from workbench.errors import WorkbenchError
+from workbench.eval.measures import MAX_SAMPLES
 from workbench.files import staged_file, staged_folder
 from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.registry import ADAPTERS, ASSETS, DATA, zoo_adapter_path, zoo_adapters
 
 STUDIES = ASSETS.parent / "docs" / "zoo-studies.md"
-MAX_SAMPLES = 10_000  # --samples: sampled completions per setting for an unlearning card
 
 DESCRIPTION = """\
 The embedded zoo: real base models from PyPI packages, small committed data sets, and

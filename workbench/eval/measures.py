@@ -11,12 +11,24 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from workbench.errors import WorkbenchError
 from workbench.eval.classify import evaluate
 from workbench.eval.perplexity import perplexity
 from workbench.eval.sampling import PAPER_PROMPT, sample
 from workbench.eval.tasks import ClassificationTask
 from workbench.eval.toxicity import Scorer, summarise
 from workbench.runtime.loading import LoadedBase
+
+MAX_EXAMPLES = 100_000  # a task's examples per point
+MAX_SAMPLES = 10_000  # sampled completions per point (each is a generation)
+MAX_PROMPT_CHARACTERS = 2_000
+
+
+def check_count(what: str, value: object, limit: int) -> int:
+    """A count from 1 to `limit`: zero or negative would silently measure less, a huge one never end."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise WorkbenchError(f"{what} must be a whole number from 1 to {limit}, got {value!r}")
+    return value
 
 
 class Measure(Protocol):
@@ -34,6 +46,10 @@ class TaskMeasure:
     task: ClassificationTask
     n: int | None = 200
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n is not None:
+            check_count("examples per task", self.n, MAX_EXAMPLES)
 
     @property
     def key(self) -> Hashable:
@@ -73,6 +89,13 @@ class ToxicityMeasure:
     seed: int = 0
     max_new_tokens: int = 40
     chat: bool = False
+
+    def __post_init__(self) -> None:
+        check_count("toxicity samples", self.n, MAX_SAMPLES)
+        if not self.prompts or not all(isinstance(p, str) and p.strip() for p in self.prompts):
+            raise WorkbenchError("give at least one non-empty prompt to sample toxicity from")
+        if any(len(p) > MAX_PROMPT_CHARACTERS for p in self.prompts):
+            raise WorkbenchError(f"a toxicity prompt is longer than {MAX_PROMPT_CHARACTERS} characters; shorten it")
 
     @property
     def key(self) -> Hashable:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -115,22 +116,34 @@ class SweepUpdate:
 
 
 class ResultCache:
-    """Measure results by (composition key, measure key); thread-safe, unbounded (small floats)."""
+    """Measure results by (composition key, measure key); thread-safe. Entries are small
+    (a few floats, under a kilobyte with their keys), but a server lives long, so the
+    least recently used go first past `max_entries`."""
 
-    def __init__(self) -> None:
-        self._results: dict[Hashable, dict[str, float]] = {}
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._results: OrderedDict[Hashable, dict[str, float]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
 
     def get(self, key: Hashable) -> dict[str, float] | None:
         with self._lock:
             found = self._results.get(key)
-            self.hits += found is not None
+            if found is not None:
+                self.hits += 1
+                self._results.move_to_end(key)
             return found
 
     def put(self, key: Hashable, value: dict[str, float]) -> None:
         with self._lock:
             self._results[key] = value
+            self._results.move_to_end(key)
+            while len(self._results) > self.max_entries:
+                self._results.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._results)
 
 
 def sweep(

@@ -135,6 +135,17 @@ class Edits:
             scalings={path(p): scaling for p, scaling in self.scalings.items()},
         )
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor the edits hold, under a descriptive name: what a check of the numbers
+        reads without folding (LoRA factors stay factors)."""
+        named: dict[str, torch.Tensor] = {}
+        for name, items in self.deltas.items():
+            for index, delta in enumerate(items):
+                named |= _tensor_fields(f"{name}[{index}]", delta)
+        for path, scaling in self.scalings.items():
+            named |= _tensor_fields(path, scaling)
+        return named
+
     @property
     def parameter_names(self) -> set[str]:
         """The base parameters these edits replace (a bias may be new: see `fold`)."""
@@ -207,6 +218,10 @@ def fold(
             bias = bias + scaling.out_shift.to(bias.device)
         patched[bias_name] = bias
     return {name: _like_base(base, name, tensor) for name, tensor in patched.items()}
+
+
+def _tensor_fields(prefix: str, edit: Delta | Scaling) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{key}": value for key, value in vars(edit).items() if isinstance(value, torch.Tensor)}
 
 
 def _spare(reuse: Mapping[str, torch.Tensor] | None, name: str, like: torch.Tensor) -> torch.Tensor | None:

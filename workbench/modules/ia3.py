@@ -19,9 +19,16 @@ import torch
 from workbench.errors import IncompatibleError, ModuleFormatError
 from workbench.modules.edits import Edits, Layout, Scaling
 from workbench.modules.heads import PEFT_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
-from workbench.modules.lora import matches_targets, peft_base_config
+from workbench.modules.lora import check_peft_fields, matches_targets, peft_base_config
 from workbench.modules.pem import PEM, Mode, strip_prefix
-from workbench.modules.tensor_io import read_json, read_safetensors, require_file, write_json, write_safetensors
+from workbench.modules.tensor_io import (
+    ConfigFields,
+    read_json,
+    read_safetensors,
+    require_file,
+    write_json,
+    write_safetensors,
+)
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -56,9 +63,11 @@ class IA3Module(PEM):
 
     @classmethod
     def load(cls, folder: Path) -> Self:
-        config = read_json(require_file(folder, CONFIG, "(IA)³ adapter"))
+        fields = ConfigFields(require_file(folder, CONFIG, "(IA)³ adapter"))
+        config = fields.data
+        check_peft_fields(fields)
+        feedforward_modules = fields.targets("feedforward_modules") or []
         path = require_file(folder, WEIGHTS, "(IA)³ adapter")
-        feedforward_modules = config.get("feedforward_modules") or []
         vectors = {}
         tensors = read_safetensors(path)
         for key, tensor in tensors.items():

@@ -21,7 +21,14 @@ from workbench.errors import IncompatibleError, ModuleFormatError
 from workbench.modules.edits import Edits, Layout, LowRankDelta
 from workbench.modules.heads import PEFT_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
 from workbench.modules.pem import PEM, Mode, strip_prefix
-from workbench.modules.tensor_io import read_json, read_safetensors, require_file, write_json, write_safetensors
+from workbench.modules.tensor_io import (
+    ConfigFields,
+    read_json,
+    read_safetensors,
+    require_file,
+    write_json,
+    write_safetensors,
+)
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -36,6 +43,46 @@ class LoraFactor:
     @property
     def rank(self) -> int:
         return self.A.shape[0]
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """A LoRA config's numbers, checked on reading: rank, alpha, their per-target patterns."""
+
+    r: int
+    alpha: float
+    rank_pattern: dict[str, int]
+    alpha_pattern: dict[str, float]
+    rslora: bool
+
+    @staticmethod
+    def read(fields: ConfigFields) -> LoraSettings:
+        return LoraSettings(
+            r=fields.positive_int("r", 8),
+            alpha=fields.positive_number("lora_alpha", 8),
+            rank_pattern=fields.patterns("rank_pattern", lambda name, value: fields.positive_int(name, value=value)),
+            alpha_pattern=fields.patterns(
+                "alpha_pattern", lambda name, value: fields.positive_number(name, value=value)
+            ),
+            rslora=fields.flag("use_rslora"),
+        )
+
+    def rank(self, target: str) -> int:
+        return pattern_value(self.rank_pattern, target, self.r)
+
+    def scale(self, target: str) -> float:
+        """α/r, or α/√r for rsLoRA, with the target's own rank and alpha."""
+        alpha, rank = pattern_value(self.alpha_pattern, target, self.alpha), self.rank(target)
+        return alpha / math.sqrt(rank) if self.rslora else alpha / rank
+
+
+def check_peft_fields(fields: ConfigFields) -> None:
+    """Type-check the fields LoRA and (IA)³ configs share, before anything reads them."""
+    fields.text("base_model_name_or_path")
+    fields.text("task_type")
+    fields.flag("fan_in_fan_out")
+    fields.targets("target_modules")
+    fields.name_list("modules_to_save")
 
 
 def pattern_value(patterns: dict[str, Any], target: str, default: Any) -> Any:
@@ -87,10 +134,13 @@ class LoraModule(PEM):
 
     @classmethod
     def load(cls, folder: Path) -> Self:
-        config = read_json(require_file(folder, CONFIG, "LoRA adapter"))
+        fields = ConfigFields(require_file(folder, CONFIG, "LoRA adapter"))
+        config = fields.data
         for flag, what in (("use_dora", "DoRA"), ("lora_bias", "LoRA bias")):
-            if config.get(flag):
+            if fields.flag(flag):
                 raise ModuleFormatError(f"{folder}: {what} adapters are not supported; use a plain LoRA")
+        check_peft_fields(fields)
+        settings = LoraSettings.read(fields)
         path = require_file(folder, WEIGHTS, "LoRA adapter")
         tensors = read_safetensors(path)
         parts: dict[str, dict[str, torch.Tensor]] = {}
@@ -103,8 +153,6 @@ class LoraModule(PEM):
             parts.setdefault(match.group(1), {})[match.group(2)] = tensor
         if not parts:
             raise ModuleFormatError(f"{path} holds no lora_A/lora_B tensors")
-        r, alpha = int(config.get("r", 8)), float(config.get("lora_alpha", 8))
-        rank_pattern, alpha_pattern = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
         factors = {}
         for target, pair in parts.items():
             if set(pair) != {"A", "B"}:
@@ -115,14 +163,12 @@ class LoraModule(PEM):
                 raise ModuleFormatError(f"{path}: {target} has lora_A {tuple(A.shape)} and lora_B {tuple(B.shape)}")
             if not matches_targets(target, config.get("target_modules")):
                 raise ModuleFormatError(f"{path}: {target} is not among the config's target_modules")
-            rank = int(pattern_value(rank_pattern, target, r))
+            rank = settings.rank(target)
             if rank != A.shape[0]:
                 raise ModuleFormatError(
                     f"{folder}: the config says r={rank} for {target}, the tensors have {A.shape[0]}"
                 )
-            target_alpha = float(pattern_value(alpha_pattern, target, alpha))
-            scale = target_alpha / math.sqrt(rank) if config.get("use_rslora") else target_alpha / rank
-            factors[target] = LoraFactor(A, B, scale)
+            factors[target] = LoraFactor(A, B, settings.scale(target))
         head = read_head(folder, split_head(tensors, PEFT_PREFIX, config.get("modules_to_save") or []))
         return cls(factors, config, str(folder), head)
 

@@ -25,6 +25,7 @@ from workbench.modules.edits import Edits, Layout, Scaling
 from workbench.modules.heads import OUR_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
 from workbench.modules.pem import PEM, Mode
 from workbench.modules.tensor_io import (
+    ConfigFields,
     read_json,
     read_safetensors,
     read_torch_weights,
@@ -80,12 +81,16 @@ class RedModule(PEM):
     def load(cls, folder: Path) -> Self:
         if not (folder / CONFIG).is_file() and (folder / "delta_vector.pth").is_file():
             return cls.from_official(folder / "delta_vector.pth")
-        config = read_json(require_file(folder, CONFIG, "RED"))
+        fields = ConfigFields(require_file(folder, CONFIG, "RED"))
+        config = fields.data
+        for field in ("base_model_name_or_path", "model_type"):
+            fields.text(field)
+        fields.flag("fan_in_fan_out")
         path = require_file(folder, WEIGHTS, "RED")
         tensors = read_safetensors(path)
         head = read_head(folder, split_head(tensors, OUR_PREFIX))
         own = [key for key in tensors if not key.startswith(OUR_PREFIX)]
-        targets = config.get("target_modules") or sorted({k.rsplit(".", 1)[0] for k in own})
+        targets = fields.name_list("target_modules") or sorted({k.rsplit(".", 1)[0] for k in own})
         vectors = {}
         for target in targets:
             scaling = tensors.get(f"{target}.activation_scaling")

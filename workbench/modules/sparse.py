@@ -24,7 +24,14 @@ from workbench.errors import IncompatibleError, ModuleFormatError
 from workbench.modules.edits import Edits, SparseDelta
 from workbench.modules.heads import OUR_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
 from workbench.modules.pem import PEM, Mode
-from workbench.modules.tensor_io import read_json, read_safetensors, require_file, write_json, write_safetensors
+from workbench.modules.tensor_io import (
+    ConfigFields,
+    read_json,
+    read_safetensors,
+    require_file,
+    write_json,
+    write_safetensors,
+)
 
 CONFIG = "pem_config.json"
 WEIGHTS = "pem_model.safetensors"
@@ -76,25 +83,26 @@ class SparseModule(PEM):
 
     @classmethod
     def load(cls, folder: Path) -> Self:
-        config = read_json(require_file(folder, CONFIG, "sparse task vector"))
+        fields = ConfigFields(require_file(folder, CONFIG, "sparse task vector"))
+        shapes = fields.shapes("shapes")
+        fields.fraction("density")
+        for field in ("base_model_name_or_path", "method"):
+            fields.text(field)
         path = require_file(folder, WEIGHTS, "sparse task vector")
         stored = read_safetensors(path)
-        shapes = config.get("shapes")
-        if not isinstance(shapes, dict) or not shapes:
-            raise ModuleFormatError(f"{folder / CONFIG} must list the tensors' 'shapes'")
         tensors = {}
         for name, shape in shapes.items():
             indices, values = stored.get(f"{name}.indices"), stored.get(f"{name}.values")
             if indices is None or values is None:
                 missing = "indices" if indices is None else "values"
                 raise ModuleFormatError(f"{path} has no {name}.{missing}, which pem_config.json lists")
-            numel = int(torch.Size(shape).numel())
+            numel = math.prod(shape)
             if indices.shape != values.shape or indices.dim() != 1 or indices.is_floating_point():
                 raise ModuleFormatError(f"{path}: {name} needs 1-D integer indices and values of the same length")
             if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= numel):
                 raise ModuleFormatError(f"{path}: {name} has indices outside its shape {tuple(shape)}")
-            tensors[name] = SparseTensor(tuple(shape), indices.long(), values)
-        return cls(tensors, config, str(folder), read_head(folder, split_head(stored, OUR_PREFIX)))
+            tensors[name] = SparseTensor(shape, indices.long(), values)
+        return cls(tensors, fields.data, str(folder), read_head(folder, split_head(stored, OUR_PREFIX)))
 
     @classmethod
     def from_finetuned(

@@ -10,15 +10,19 @@ from typing import Any
 
 import torch
 
+from workbench.algebra.merging import check_seed
 from workbench.errors import WorkbenchError
 from workbench.runtime.loading import LoadedBase
 
 MAX_NEW_TOKENS = 1024
+EMPTY_PROMPT = "the prompt is empty (it gives no tokens); write some text to complete"
 
 
 def encode_prompt(base: LoadedBase, prompt: str, chat: bool) -> dict[str, torch.Tensor]:
     """Token ids for `prompt`, through the chat template when `chat` is set."""
     tokenizer = base.tokenizer
+    if not prompt.strip():
+        raise WorkbenchError(EMPTY_PROMPT)
     if tokenizer is None:
         raise WorkbenchError(f"base {base.name} has no tokenizer, so it cannot generate text")
     if base.kind not in ("causal-lm", "seq2seq"):
@@ -32,13 +36,15 @@ def encode_prompt(base: LoadedBase, prompt: str, chat: bool) -> dict[str, torch.
         )
     else:
         encoded = tokenizer(prompt, return_tensors="pt")
+    if encoded["input_ids"].shape[-1] == 0:
+        raise WorkbenchError(EMPTY_PROMPT)
     return {name: tensor.to(base.device) for name, tensor in encoded.items()}
 
 
 def generation_settings(base: LoadedBase, max_new_tokens: int, greedy: bool, seed: int) -> dict[str, Any]:
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise WorkbenchError(f"max new tokens must be between 1 and {MAX_NEW_TOKENS}, got {max_new_tokens}")
-    torch.manual_seed(seed)
+    torch.manual_seed(check_seed(seed))
     pad = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else base.tokenizer.eos_token_id
     settings: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad}
     if greedy:

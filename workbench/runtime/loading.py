@@ -8,6 +8,7 @@ is never enabled.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import SafetensorError
 
 from workbench.errors import WorkbenchError
 from workbench.modules import BaseShapes
 from workbench.modules.heads import Head
+from workbench.modules.tensor_io import first_non_finite
 from workbench.zoo.bases import ZOO_BASES, zoo_base_source
 
 Kind = Literal["causal-lm", "seq2seq", "classifier", "encoder"]
@@ -27,10 +30,23 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def choose_device(device: str = "auto") -> torch.device:
+    """auto, cpu, cuda or cuda:N (mps where there is one). Anything else is refused in one
+    line: torch knows device names that cannot run a model here (tpu, xla) or hold no
+    numbers at all (meta)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device == "cpu" or (device == "mps" and torch.backends.mps.is_available()):
+        return torch.device(device)
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if match is None:
+        raise WorkbenchError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
         raise WorkbenchError(f"device {device} was asked for, but no CUDA GPU is available; use cpu")
+    count = torch.cuda.device_count()
+    if match.group(1) is not None and int(match.group(1)) >= count:
+        raise WorkbenchError(
+            f"device {device} does not exist: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+        )
     return torch.device(device)
 
 
@@ -127,7 +143,7 @@ def load_base_model(base: str, dtype: str = "auto", device: str = "auto") -> Loa
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
         kind = model_kind(config)
         model = _model_class(kind).from_pretrained(source, dtype=torch_dtype, trust_remote_code=False)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WorkbenchError(f"could not load base model {name!r}: {first}") from None
     tokenizer = None  # a folder without tokenizer files has none; generation then says so
@@ -139,6 +155,9 @@ def load_base_model(base: str, dtype: str = "auto", device: str = "auto") -> Loa
     model.to(target_device).eval()
     model.requires_grad_(False)
     tensors = {n: p.data for n, p in model.named_parameters(remove_duplicate=False)}
+    broken = first_non_finite(tensors)  # such a base generates garbage with no error at all
+    if broken is not None:
+        raise WorkbenchError(f"base model {name!r}: parameter {broken} holds NaN or Inf values; its weights are broken")
     model_type = getattr(config, "model_type", None)
     shapes = BaseShapes.from_named_shapes(name, {n: tuple(t.shape) for n, t in tensors.items()}, model_type)
     return LoadedBase(name, model, tokenizer, kind, target_device, torch_dtype, tensors, shapes)

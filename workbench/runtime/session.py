@@ -34,6 +34,7 @@ from workbench.modules.heads import loaded_heads
 from workbench.modules.pem import Mode
 from workbench.runtime.cache import DEFAULT_BUDGET_BYTES, CacheStats, PatchCache
 from workbench.runtime.loading import LoadedBase, load_base_model
+from workbench.runtime.memory import trim
 from workbench.runtime.patching import Saved, activate, deactivate
 
 MAX_NAME_LENGTH = 64
@@ -62,6 +63,14 @@ class SessionState:
     mode: Mode = "exact"
     merge: MergeOptions = field(default_factory=MergeOptions)
     composition: Composition | None = None
+
+
+def _snapshot(state: SessionState) -> tuple:
+    return (state.expression, dict(state.values), state.mode, state.merge, state.composition)
+
+
+def _restore(state: SessionState, saved: tuple) -> None:
+    state.expression, state.values, state.mode, state.merge, state.composition = saved
 
 
 @dataclass
@@ -116,10 +125,15 @@ class SessionManager:
         return state
 
     def release(self, session: str) -> None:
-        """Forget a session and drop the cache entries only it used."""
+        """Forget a session, drop the cache entries only it used and the spare fold memory,
+        and give the freed memory back to the system: a server's memory comes back to its
+        resting size when its visitors leave (tests/test_memory.py)."""
         with self._lock:
             self._sessions.pop(session, None)
+            for live in self._live.values():
+                live.spare = None  # a fold's scratch memory; the next fold allocates afresh
         self.cache.release(session)
+        trim()  # the freed tensors' memory goes back to the system, not only to the allocator
 
     @property
     def sessions(self) -> list[str]:
@@ -169,11 +183,23 @@ class SessionManager:
         """Let a caller try other compositions (a sweep, a comparison); the session's own
         expression, values, mode and composition are put back afterwards, even on error."""
         state = self.state(session)
-        saved = (state.expression, dict(state.values), state.mode, state.merge, state.composition)
+        saved = _snapshot(state)
         try:
             yield state
         finally:
-            state.expression, state.values, state.mode, state.merge, state.composition = saved
+            _restore(state, saved)
+
+    @contextmanager
+    def reverting_on_error(self, session: str) -> Iterator[SessionState]:
+        """Change the session's composition for good, unless something inside fails: a
+        composition that only shows its overflow when folded must not stay the session's."""
+        state = self.state(session)
+        saved = _snapshot(state)
+        try:
+            yield state
+        except BaseException:
+            _restore(state, saved)
+            raise
 
     # model calls -------------------------------------------------------
 
@@ -221,6 +247,7 @@ class SessionManager:
             # folded into again later, which inference tensors refuse outside that mode.
             with torch.inference_mode(False), torch.no_grad():
                 patched = fold(edits, base.lookup, reuse=live.spare)
+            state.composition.check_finite(patched)  # refuse an overflow before it goes live
             live.spare = None
             for evicted_key, tensors in self.cache.put(key, patched, session):
                 self._recycle(evicted_key, tensors)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from workbench.errors import WorkbenchError
-from workbench.ui.controller import Controller
+from workbench.ui.controller import UPLOAD_LIMIT_BYTES, Controller
 from workbench.ui.errors import guarded, session_of
 from workbench.ui.tabs import chat, compose, export, history, models, sweep, toxicity
 from workbench.zoo.presets import PRESETS
@@ -14,12 +14,15 @@ DEFAULT_PRESET = "unlearning-lora"
 STARTUP_BASES = ("smollm2-135m-instruct", "minilm-l6")  # both zoo bases load at startup: presets switch at once
 ALSO = "Every preset (MiniLM's distribution generalization and multi-task, SmolLM2's unlearning) is in the preset menu."
 TITLE = "PEM Workbench"
+CACHE_CLEANUP = (3600, 6 * 3600)  # hourly, Gradio deletes its copies of uploads and downloads older than 6 h
+# What `launch` needs besides host and port: Gradio refuses larger uploads before they reach a handler.
+LAUNCH_OPTIONS = {"max_file_size": UPLOAD_LIMIT_BYTES}
 
 
 def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET) -> gr.Blocks:
     controller = controller or Controller()
     default_expression = PRESETS[preset].expression if preset in PRESETS else ""
-    with gr.Blocks(title=TITLE) as app:
+    with gr.Blocks(title=TITLE, delete_cache=CACHE_CLEANUP) as app:
         gr.Markdown(
             f"# {TITLE}\nCompose parameter-efficient modules by arithmetic and watch what the composition "
             "does. Offline: SmolLM2-135M-Instruct and MiniLM from PyPI packages, modules from the zoo."
@@ -65,6 +68,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             return (note, controller.modules_table(session), expression_text,
                     gr.update(choices=choices, value=chosen or choices[:1]))  # fmt: skip
 
+        @guarded
         def on_start(request: gr.Request):
             controller.warm(STARTUP_BASES)
             return open_preset(preset, session_of(request))

@@ -8,6 +8,7 @@ tests call these directly; the Gradio tabs turn the errors into `gr.Error`.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import queue
 import shutil
@@ -33,12 +34,13 @@ from workbench.eval import (
     ToxicityMeasure,
     evaluate,
     load_csv_task,
-    parse_grid,
+    parse_grids,
     sweep,
 )
 from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.eval.toxicity import ProfanityScorer, Scorer
+from workbench.files import staged_file
 from workbench.runtime import SessionManager
 from workbench.runtime.generation import StopOnEvent, encode_prompt, generation_settings
 from workbench.runtime.session import check_module_name
@@ -51,6 +53,9 @@ UPLOAD_MAX_FILES = 8
 READOUT_PROMPT = "The weather today is"
 READOUT_EXAMPLES = 32  # per task: a classifier's quick readout stays well under a second
 MAX_PARAMETERS = 4
+MAX_TOXICITY_LAMBDAS = 11
+MAX_HISTORY = 200  # per session; the oldest entries go first
+SESSION_IDLE_SECONDS = 6 * 3600  # a session silent this long is ended when another one starts
 MAX_CHAT_CHARACTERS = 4000  # about 1,000 tokens: a 60,000-character message held the model for minutes
 CHAT_STALL_SECONDS = 300  # a reply that waits this long for its next piece has stalled (e.g. a long queue)
 LIVE_PPL_CHARACTERS = 2000  # about 500 SmolLM2 tokens; the model cards use the whole 8,000-character slice
@@ -68,8 +73,9 @@ class HistoryEntry:
 @dataclass
 class UiSession:
     history: list[HistoryEntry] = field(default_factory=list)
-    upload_dir: Path | None = None  # the session's own temp dir; removed when the session ends
+    folder: Path | None = None  # the session's own temp dir (uploads, exports, tables); removed when it ends
     uploads: int = 0
+    seen: float = field(default_factory=time.monotonic)  # last call, for ending abandoned sessions
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -108,10 +114,37 @@ class Controller:
     # sessions ----------------------------------------------------------
 
     def ui(self, session: str) -> UiSession:
-        return self._ui.setdefault(session, UiSession())
+        ui = self._ui.setdefault(session, UiSession())
+        ui.seen = time.monotonic()
+        return ui
+
+    def session_folder(self, session: str, fresh: str | None = None) -> Path:
+        """The session's own temp dir, made on first use and removed with the session. With
+        `fresh`, the subfolder of that name, emptied: a new export or table replaces the last
+        one instead of piling up on the server's disk."""
+        ui = self.ui(session)
+        if ui.folder is None or not ui.folder.is_dir():
+            ui.folder = Path(tempfile.mkdtemp(prefix="workbench-session-"))
+        if fresh is None:
+            return ui.folder
+        sub = ui.folder / fresh
+        shutil.rmtree(sub, ignore_errors=True)
+        sub.mkdir()
+        return sub
+
+    def end_idle_sessions(self, idle_seconds: float = SESSION_IDLE_SECONDS) -> list[str]:
+        """End sessions silent for `idle_seconds`: a browser that vanished without Gradio's
+        unload (a killed client, a dropped network) must not hold memory for good."""
+        now = time.monotonic()
+        idle = [name for name, ui in list(self._ui.items()) if now - ui.seen > idle_seconds]
+        for name in idle:
+            self.release(name)
+        return idle
 
     def start(self, session: str, preset: str | None = None, base: str | None = None) -> str:
         """Open a session on a preset (its base and zoo modules) or a bare base."""
+        self.end_idle_sessions()
+        self.ui(session)
         if preset:
             chosen = PRESETS.get(preset)
             if chosen is None:
@@ -137,8 +170,8 @@ class Controller:
     def release(self, session: str) -> None:
         self.manager.release(session)
         ui = self._ui.pop(session, None)
-        if ui is not None and ui.upload_dir is not None:
-            shutil.rmtree(ui.upload_dir, ignore_errors=True)
+        if ui is not None and ui.folder is not None:
+            shutil.rmtree(ui.folder, ignore_errors=True)
 
     # models --------------------------------------------------------------
 
@@ -183,9 +216,8 @@ class Controller:
             total += source.stat().st_size
         if total > UPLOAD_LIMIT_BYTES:
             raise WorkbenchError(f"the upload is {total / 2**20:.0f} MB; the limit is {UPLOAD_LIMIT_BYTES // 2**20} MB")
-        ui.upload_dir = ui.upload_dir or Path(tempfile.mkdtemp(prefix="workbench-upload-"))
         ui.uploads += 1
-        folder = Path(tempfile.mkdtemp(prefix=f"{ui.uploads}-", dir=ui.upload_dir))
+        folder = Path(tempfile.mkdtemp(prefix=f"upload{ui.uploads}-", dir=self.session_folder(session)))
         try:
             for source in sources:
                 shutil.copyfile(source, folder / source.name)
@@ -228,14 +260,17 @@ class Controller:
     def recompose(self, session: str, expression: str, values: dict[str, float], mode: str = "exact") -> dict:
         """Activate the composition and return what the Compose tab shows."""
         for name, value in values.items():
-            if not -2.0 <= value <= 2.0:
+            if not (math.isfinite(value) and -2.0 <= value <= 2.0):
                 raise WorkbenchError(f"{name}={value} is out of range; sliders go from -2 to 2")
-        composition = self.manager.set_composition(session, expression, values, mode)  # type: ignore[arg-type]
-        readout = self.readout(session)
+        with self.manager.reverting_on_error(session):
+            composition = self.manager.set_composition(session, expression, values, mode)  # type: ignore[arg-type]
+            readout = self.readout(session)
         pairs = composition.coefficients.items() if composition else []
         coefficients = pd.DataFrame([{"module": n, "coefficient": round(c, 6)} for n, c in pairs])
         entry = HistoryEntry(expression, dict(values), mode, readout, time.strftime("%H:%M:%S"))
-        self.ui(session).history.append(entry)
+        history = self.ui(session).history
+        history.append(entry)
+        del history[:-MAX_HISTORY]
         return {"canonical": composition.combination.canonical if composition else "(base model)",
                 "coefficients": coefficients, "readout": readout}  # fmt: skip
 
@@ -296,7 +331,7 @@ class Controller:
     def sweep(self, session: str, expression: str, grids: dict[str, str], tasks: Sequence[str], n: int = 200,
               samples: int = 20) -> Iterator[tuple[go.Figure, pd.DataFrame, str]]:  # fmt: skip
         """Stream (plot, table, progress) after every point; `stop(session)` ends it early."""
-        axes = [parse_grid(f"{name}={spec}") for name, spec in grids.items()]
+        axes = parse_grids([f"{name}={spec}" for name, spec in grids.items()])
         if not axes:
             raise WorkbenchError("the expression has no parameter to sweep; add one, e.g. lam*a")
         measures = self.measures(tasks, n, samples=samples)
@@ -324,6 +359,11 @@ class Controller:
         state = self.manager.state(session)
         if module not in state.modules:
             raise WorkbenchError(f"no module named {module!r} is loaded")
+        if len(lambdas) > MAX_TOXICITY_LAMBDAS:
+            raise WorkbenchError(f"give at most {MAX_TOXICITY_LAMBDAS} λ values; {len(lambdas)} were given")
+        for lam in lambdas:
+            if not (math.isfinite(lam) and -2.0 <= lam <= 2.0):
+                raise WorkbenchError(f"λ={lam} is out of range; λ values go from -2 to 2, as the sliders do")
         measure = ToxicityMeasure(self.scorer, tuple(prompts) or (PAPER_PROMPT,), samples, seed)
         ppl = PerplexityMeasure(austen_slice())
         settings = [("base", "", {}), (module, module, {})] + [
@@ -419,14 +459,21 @@ class Controller:
         state = self.manager.state(session)
         if state.composition is None or not state.composition.groups:
             raise WorkbenchError("there is no composition to export; set an expression and move a slider first")
-        folder = Path(tempfile.mkdtemp(prefix="workbench-export-"))
+        folder = self.session_folder(session, fresh="export")
         kind = save_composition(state.composition, state.modules, folder / "composition")
         archive = folder / f"{kind}-{_slug(state.composition.combination.canonical)}.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        with staged_file(archive) as staging, zipfile.ZipFile(staging, "w", zipfile.ZIP_DEFLATED) as zipped:
             for path in sorted((folder / "composition").rglob("*")):
                 if path.is_file():
                     zipped.write(path, path.relative_to(folder / "composition"))
         return archive
+
+    def sweep_table(self, session: str, frame: pd.DataFrame) -> Path:
+        """A sweep's results as a CSV to download (the session's last one replaces the one before)."""
+        path = self.session_folder(session, fresh="sweep") / "results.csv"
+        with staged_file(path) as staging:
+            frame.to_csv(staging, index=False)
+        return path
 
     def push_to_hub(self, session: str, repo_id: str, token: str) -> str:
         if not repo_id.strip() or not token.strip():

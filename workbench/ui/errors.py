@@ -1,9 +1,15 @@
-"""Bad input in the UI ends in a `gr.Error` with the same one line the CLI prints."""
+"""Bad input in the UI ends in a `gr.Error` with the same one line the CLI prints.
+
+Whatever goes wrong in a handler, the user sees one line and the server keeps running:
+a WorkbenchError is shown as is, a filesystem error (a full disk) says so, and anything
+else is a bug, shown in one line and logged with its traceback for us.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,18 +17,33 @@ import gradio as gr
 
 from workbench.errors import WorkbenchError
 
+log = logging.getLogger("workbench.ui")
+
+
+def one_line(exc: BaseException) -> gr.Error:
+    """The `gr.Error` a user sees for `exc`."""
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, WorkbenchError):
+        return gr.Error(str(exc))
+    if isinstance(exc, OSError):
+        return gr.Error(f"the server could not read or write a file ({exc.strerror or exc}); try again later")
+    log.error("a handler failed", exc_info=exc)
+    text = " ".join(str(exc).split())[:200]
+    return gr.Error(f"internal error ({type(exc).__name__}: {text}); the server keeps running, please report this")
+
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn WorkbenchError into gr.Error (the session keeps its state: the controller
-    only changes it on success). Works for plain functions and generators."""
+    """Turn any exception into one line (the session keeps its state: the controller only
+    changes it on success). Works for plain functions and generators."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any) -> Any:
             try:
                 yield from fn(*args, **kwargs)
-            except WorkbenchError as exc:
-                raise gr.Error(str(exc)) from None
+            except Exception as exc:
+                raise one_line(exc) from None
 
         return stream
 
@@ -30,8 +51,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except WorkbenchError as exc:
-            raise gr.Error(str(exc)) from None
+        except Exception as exc:
+            raise one_line(exc) from None
 
     return call
 

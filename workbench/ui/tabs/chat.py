@@ -18,6 +18,7 @@ def build(controller: Controller) -> None:
         show_base = gr.Checkbox(label="show the base model's answer", value=False, scale=1)
         send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
 
+    @guarded
     def describe(request: gr.Request) -> str:
         state = controller.manager.state(session_of(request))
         values = ", ".join(f"{k}={v:g}" for k, v in sorted(state.values.items()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from workbench.errors import WorkbenchError
 from workbench.ui.controller import Controller
 from workbench.ui.errors import guarded, session_of
 
@@ -14,12 +15,16 @@ def build(controller: Controller, expression: gr.Textbox):
                          elem_id="history-table")  # fmt: skip
     restored = gr.Markdown(elem_id="history-restored")
 
+    @guarded
     def on_refresh(request: gr.Request):
         return controller.history(session_of(request))
 
     @guarded
     def on_select(event: gr.SelectData, request: gr.Request):
-        entry = controller.restore(session_of(request), int(event.index[0]))
+        index = event.index[0] if isinstance(event.index, (list, tuple)) and event.index else event.index
+        if not isinstance(index, int):
+            raise WorkbenchError("select a row of the table to restore its composition")
+        entry = controller.restore(session_of(request), index)
         values = ", ".join(f"{k}={v:g}" for k, v in sorted(entry.values.items()))
         return entry.expression, f"Restored `{entry.expression}` ({values}): {entry.readout}", on_refresh(request)
 

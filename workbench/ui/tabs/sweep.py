@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 
 from workbench.ui.controller import Controller
@@ -34,8 +31,7 @@ def build(controller: Controller, expression: gr.Textbox, names: gr.State):
         for figure, frame, done in controller.sweep(session_of(request), text, grids, chosen, int(count or 200)):
             yield figure, frame, done, None
         if frame is not None:
-            path = Path(tempfile.mkdtemp(prefix="workbench-sweep-")) / "results.csv"
-            frame.to_csv(path, index=False)
+            path = controller.sweep_table(session_of(request), frame)
             yield gr.update(), gr.update(), f"done: {len(frame)} rows", str(path)
 
     def on_stop(request: gr.Request) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from workbench.errors import WorkbenchError
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.ui.controller import Controller
 from workbench.ui.errors import guarded, session_of
@@ -25,8 +26,6 @@ def build(controller: Controller) -> None:
 
     @guarded
     def on_run(name: str, text: str, count: float, values: str, request: gr.Request):
-        from workbench.errors import WorkbenchError
-
         try:
             lams = [float(v) for v in values.replace(",", " ").split()]
         except ValueError:
