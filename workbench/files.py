@@ -42,6 +42,34 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _lexical(target: Path | str) -> Path:
+    """`target` absolute, with `..` resolved in the text: `out/new/../run` names `out/run`
+    and must not create `out/new` on the way."""
+    return Path(os.path.abspath(target))
+
+
+def _make_parents(target: Path) -> Path | None:
+    """Create `target`'s missing parent folders; return the topmost one made (None if none)."""
+    missing = [parent for parent in target.parents if not os.path.lexists(parent)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return missing[-1] if missing else None
+
+
+def _remove_made(made: Path | None, target: Path) -> None:
+    """Take back the parent folders `_make_parents` made, while they are still empty."""
+    if made is None:
+        return
+    folder = target.parent
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == made:
+            return
+        folder = folder.parent
+
+
 def _refuse_existing(target: Path) -> None:
     """Without `replace`, only a missing target or an empty folder may be written."""
     if target.is_symlink() or (target.exists() and (not target.is_dir() or any(target.iterdir()))):
@@ -74,15 +102,16 @@ def staged_folder(target: Path, replace: bool = False) -> Iterator[Path]:
     Without `replace`, `target` must be missing or an empty folder (FileExistsError when
     the block ends otherwise); with `replace`, the finished folder replaces what was there.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _lexical(target)
+    made = _make_parents(target)
     staging = _beside(target, "staging")
-    staging.mkdir()
     try:
+        staging.mkdir()
         yield staging
         _move_into_place(staging, target, replace)
     except BaseException as exc:
         _remove(staging)
+        _remove_made(made, target)
         if isinstance(exc, OSError):
             _name_target(exc, staging, target)
         raise
@@ -92,15 +121,16 @@ def staged_folder(target: Path, replace: bool = False) -> Iterator[Path]:
 def staged_file(target: Path) -> Iterator[Path]:
     """Yield an empty file beside `target` to write; when the block ends without error it
     replaces `target` atomically, else it is removed and `target` is untouched."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _lexical(target)
+    made = _make_parents(target)
     partial = _beside(target, "partial")
-    partial.touch(exist_ok=False)
     try:
+        partial.touch(exist_ok=False)
         yield partial
         os.replace(partial, target)
     except BaseException as exc:
         partial.unlink(missing_ok=True)
+        _remove_made(made, target)
         if isinstance(exc, OSError):
             _name_target(exc, partial, target)
         raise

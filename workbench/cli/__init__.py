@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from workbench.cli import compose_command, generate_command, sweep_command, zoo_command
@@ -62,15 +63,24 @@ def os_error_line(exc: OSError) -> str:
     return " ".join(f"{reason}{where} (check the path, its permissions and the free disk space)".split())
 
 
+def one_line(text: str) -> str:
+    """Messages may quote user text or library errors that hold newlines; stderr gets one line."""
+    return " ".join(str(text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also silences transformers' loading bars
+    debug = os.environ.get("WORKBENCH_DEBUG") == "1"
     argv = attach_dash_values(list(sys.argv[1:] if argv is None else argv))
     try:
-        args = build_parser().parse_args(argv)
-        return args.run(args)
+        with warnings.catch_warnings():
+            if not debug:  # libraries' warnings are for us, not the user: an error is one line
+                warnings.simplefilter("ignore")
+            args = build_parser().parse_args(argv)
+            return args.run(args)
     except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
@@ -79,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: say so in one line, keep the traceback for debugging
-        if os.environ.get("WORKBENCH_DEBUG") == "1":
+        if debug:
             traceback.print_exc()
-        print(f"internal error: {type(exc).__name__}: {exc} (set WORKBENCH_DEBUG=1 for the traceback)", file=sys.stderr)
+        detail = one_line(f"{type(exc).__name__}: {exc}")
+        print(f"internal error: {detail} (set WORKBENCH_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

@@ -54,6 +54,7 @@ def require_creatable(out: Path) -> None:
 
 def require_empty_folder(out: Path) -> None:
     """--out for a folder: new, or an empty folder (never a link), in a place that can be written."""
+    out = Path(os.path.abspath(out))  # `..` read as written: out/new/../run is out/run
     if out.is_symlink():
         raise WorkbenchError(f"--out {out} is a symbolic link; give a new folder, or the folder it points to")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

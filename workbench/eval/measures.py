@@ -11,6 +11,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from workbench.algebra.merging import check_seed
 from workbench.errors import WorkbenchError
 from workbench.eval.classify import evaluate
 from workbench.eval.perplexity import perplexity
@@ -50,6 +51,7 @@ class TaskMeasure:
     def __post_init__(self) -> None:
         if self.n is not None:
             check_count("examples per task", self.n, MAX_EXAMPLES)
+        check_seed(self.seed)
 
     @property
     def key(self) -> Hashable:
@@ -92,6 +94,7 @@ class ToxicityMeasure:
 
     def __post_init__(self) -> None:
         check_count("toxicity samples", self.n, MAX_SAMPLES)
+        check_seed(self.seed)
         if not self.prompts or not all(isinstance(p, str) and p.strip() for p in self.prompts):
             raise WorkbenchError("give at least one non-empty prompt to sample toxicity from")
         if any(len(p) > MAX_PROMPT_CHARACTERS for p in self.prompts):

@@ -22,7 +22,7 @@ import pandas as pd
 from workbench.algebra import LinearCombination, compose, parse
 from workbench.errors import WorkbenchError
 from workbench.eval.measures import Measure
-from workbench.runtime.session import SessionManager
+from workbench.runtime.session import SessionManager, SessionState
 
 MAX_POINTS = 441  # a 21 × 21 grid, for one axis or two together
 GRID_FORM = "use START:STOP:STEP with finite numbers, STEP > 0 and STOP >= START, or a list like 0,0.5,1"
@@ -108,6 +108,19 @@ def require_values(combination: LinearCombination, axes: Sequence[GridAxis], fix
         raise WorkbenchError(f"parameter(s) {', '.join(sorted(missing))} need a grid or a fixed value")
 
 
+def check_extreme_point(state: SessionState, combination: LinearCombination, axes: Sequence[GridAxis],
+                        fixed: Mapping[str, float]) -> None:  # fmt: skip
+    """Compose the grid point with the largest coefficients before measuring anything, so an
+    expression that does not compose, or whose largest point overflows, fails before the
+    first point rather than halfway through. Coefficients are cheap to evaluate everywhere."""
+    names = [axis.name for axis in axes]
+    grid = itertools.product(*(axis.values for axis in axes))
+    points = [{**fixed, **dict(zip(names, point, strict=True))} for point in grid]
+    largest = max(points, key=lambda values: sum(abs(c) for c in combination.coefficients(values).values()))
+    composition = compose(state.modules, combination, largest, state.mode, state.merge)
+    composition.check_finite(composition.combined_tensors())
+
+
 @dataclass(frozen=True)
 class SweepUpdate:
     frame: pd.DataFrame
@@ -163,7 +176,7 @@ def sweep(
     mode, merge = state.mode, state.merge
     combination = parse(expression, state.modules)
     require_values(combination, axes, fixed)
-    compose(state.modules, combination, {**fixed, **{a.name: a.values[0] for a in axes}}, mode, merge)  # fail early
+    check_extreme_point(state, combination, axes, fixed)
     cache = cache if cache is not None else ResultCache()
     jobs: list[tuple[dict[str, object], str, dict[str, float]]] = []
     if references:

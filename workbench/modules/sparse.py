@@ -89,7 +89,7 @@ class SparseModule(PEM):
         for field in ("base_model_name_or_path", "method"):
             fields.text(field)
         path = require_file(folder, WEIGHTS, "sparse task vector")
-        stored = read_safetensors(path)
+        stored = read_safetensors(path, integer_suffix=".indices")
         tensors = {}
         for name, shape in shapes.items():
             indices, values = stored.get(f"{name}.indices"), stored.get(f"{name}.values")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,10 @@ def read_json(path: Path) -> dict[str, Any]:
         raise ModuleFormatError(f"{path} does not exist") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModuleFormatError(f"{path} is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, or nesting thousands deep
+        raise ModuleFormatError(f"{path} holds a number too long or nesting too deep to read") from None
+    except OSError as exc:
+        raise ModuleFormatError(f"{path} cannot be read ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
         raise ModuleFormatError(f"{path} must hold a JSON object")
     return data
@@ -58,28 +63,40 @@ def check_finite(tensors: Mapping[str, torch.Tensor], source: Path | str) -> Non
         raise ModuleFormatError(f"{source}: tensor {name} holds NaN or Inf values; the module is broken")
 
 
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of `path` on the CPU, floats as float32, after checking they are finite."""
+def read_safetensors(path: Path, integer_suffix: str | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of `path` on the CPU, floats as float32, after checking they are finite.
+    Weights are floating point: an integer tensor is refused, except under a name ending in
+    `integer_suffix` (a sparse vector's indices)."""
     if not path.is_file():
         raise ModuleFormatError(f"{path} does not exist")
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModuleFormatError(f"{path} is not a readable safetensors file ({exc})") from None
+    check_floating(tensors, path, integer_suffix)
     check_finite(tensors, path)
     return {name: t.float() if t.is_floating_point() else t for name, t in tensors.items()}
+
+
+def check_floating(tensors: Mapping[str, torch.Tensor], source: Path | str, integer_suffix: str | None = None) -> None:
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point() and not (integer_suffix and name.endswith(integer_suffix)):
+            raise ModuleFormatError(f"{source}: tensor {name} is {tensor.dtype}; weights must be floating point")
 
 
 def read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
     """A `.pth` state dict, loaded with weights_only=True so no code in it can run."""
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol; our line says what matters
+            warnings.simplefilter("ignore")
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModuleFormatError(f"{path} does not exist") from None
     except Exception as exc:  # torch raises many types for a bad or unsafe pickle
         raise ModuleFormatError(f"{path} is not a weights-only torch state dict ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ModuleFormatError(f"{path} must hold a dict of tensors")
+    check_floating(data, path)
     check_finite(data, path)
     return {name: t.float() if t.is_floating_point() else t for name, t in data.items()}
 

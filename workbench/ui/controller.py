@@ -41,6 +41,7 @@ from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.eval.toxicity import ProfanityScorer, Scorer
 from workbench.files import staged_file
+from workbench.modules.pem import MODES
 from workbench.runtime import SessionManager
 from workbench.runtime.generation import StopOnEvent, encode_prompt, generation_settings
 from workbench.runtime.session import check_module_name
@@ -215,7 +216,8 @@ class Controller:
                 raise WorkbenchError(f"{source.name} did not arrive; upload it again")
             total += source.stat().st_size
         if total > UPLOAD_LIMIT_BYTES:
-            raise WorkbenchError(f"the upload is {total / 2**20:.0f} MB; the limit is {UPLOAD_LIMIT_BYTES // 2**20} MB")
+            limit = UPLOAD_LIMIT_BYTES / 2**20
+            raise WorkbenchError(f"the upload is {total / 2**20:.1f} MB; the limit is {limit:g} MB")
         ui.uploads += 1
         folder = Path(tempfile.mkdtemp(prefix=f"upload{ui.uploads}-", dir=self.session_folder(session)))
         try:
@@ -224,8 +226,11 @@ class Controller:
             pth = [p for p in folder.iterdir() if p.suffix == ".pth"]
             module_path = pth[0] if pth and not (folder / "pem_config.json").exists() else folder
             self.manager.add_module(session, name, module_path)
-        except BaseException:
+        except WorkbenchError as exc:
             shutil.rmtree(folder, ignore_errors=True)  # our own fresh folder: nothing of the user's
+            raise WorkbenchError(str(exc).replace(str(folder), f"the upload {name}")) from None  # no server paths
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
             raise
         return self.modules_table(session)
 
@@ -259,7 +264,15 @@ class Controller:
 
     def recompose(self, session: str, expression: str, values: dict[str, float], mode: str = "exact") -> dict:
         """Activate the composition and return what the Compose tab shows."""
+        if not isinstance(expression, str):
+            raise WorkbenchError("the expression must be text, e.g. lam*a + (1-lam)*b")
+        if mode not in MODES:
+            raise WorkbenchError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         for name, value in values.items():
+            if value is None:
+                raise WorkbenchError(f"parameter {name} has no value; set its slider")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise WorkbenchError(f"parameter {name} must be a number, not {value!r}")
             if not (math.isfinite(value) and -2.0 <= value <= 2.0):
                 raise WorkbenchError(f"{name}={value} is out of range; sliders go from -2 to 2")
         with self.manager.reverting_on_error(session):
