@@ -184,3 +184,13 @@ def test_the_controller_reads_out_accuracy_through_the_heads(encoder, trained, m
     shown = controller.recompose("s", "lam*a", {"lam": 1.0})
     assert shown["readout"].startswith("accuracy on 32 validation examples: sentiment-validation 0.")
     assert controller.readout("s", use_base=True).startswith("accuracy on 32")
+
+
+def test_the_base_reading_does_not_move_with_lambda(encoder, trained) -> None:
+    """With use_base, the composition's combined head must not leak into the base's reading."""
+    manager = _session(encoder, trained, ("a", "b"))
+    a, b = (manager.state("s").modules[n].head.tensors["classifier.weight"] for n in ("a", "b"))
+    for lam in (0.0, 0.3, 1.0):
+        manager.set_composition("s", "lam*a + (1-lam)*b", {"lam": lam})
+        with manager.model_for("s", use_base=True) as base:
+            torch.testing.assert_close(base.heads["great", "other"].tensors["classifier.weight"], (a + b) / 2)

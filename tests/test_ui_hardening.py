@@ -203,3 +203,16 @@ def test_an_overflowing_composition_is_refused_and_the_session_keeps_its_own(con
     with pytest.raises(WorkbenchError, match="out of range"):
         controller.toxicity("s", "toxic", ["hi"], 2, [1e30])
     assert len(controller.history("s")) == 1
+
+
+def test_a_slider_moved_during_a_sweep_is_what_the_session_runs_after_it(controller) -> None:
+    controller.recompose("s", "lam*a", {"lam": 0.2})
+    stream = controller.sweep("s", "lam*a", {"lam": "0:1:0.5"}, ["austen-perplexity"])
+    next(stream)
+    controller.recompose("s", "lam*a", {"lam": 0.9})  # the user moves the slider meanwhile
+    assert len(list(stream)[-1][1]) == 5  # base, a, and three points
+    state = controller.manager.state("s")
+    assert state.values == {"lam": 0.9} and controller.manager.sessions == ["s"]  # the scratch copy is gone
+    with controller.manager.model_for("s") as base:
+        assert controller.manager._live[base.key].key == controller.manager.cache_key(state)
+    assert state.composition.coefficients == {"a": 0.9}  # what Export writes and Chat runs

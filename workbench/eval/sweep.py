@@ -170,7 +170,8 @@ def sweep(
     references: bool = True,
     stop: threading.Event | None = None,
 ) -> Iterator[SweepUpdate]:
-    """Measure `expression` at every grid point; the session's own composition is restored after."""
+    """Measure `expression` at every grid point, on a scratch copy of the session: the
+    session's own composition is never changed, whatever the user does meanwhile."""
     state = manager.state(session)
     fixed = dict(fixed or {})
     mode, merge = state.mode, state.merge
@@ -193,12 +194,12 @@ def sweep(
             )
         )
     rows: list[dict[str, object]] = []
-    with manager.keeping_composition(session):
+    with manager.scratch(session) as trial:
         for done, (row, expr, values) in enumerate(jobs, start=1):
             if stop is not None and stop.is_set():
                 break
-            manager.set_composition(session, expr, values, mode, merge)
-            rows.append({**row, **_measure(manager, session, measures, cache)})
+            manager.set_composition(trial, expr, values, mode, merge)
+            rows.append({**row, **_measure(manager, trial, measures, cache)})
             yield SweepUpdate(pd.DataFrame(rows), done, len(jobs))
 
 
@@ -232,7 +233,8 @@ def measure_point(
     measures: Sequence[Measure],
     cache: ResultCache,
 ) -> dict[str, float]:
-    """The measures at one composition; the session's own composition is restored after."""
-    with manager.keeping_composition(session) as state:
-        manager.set_composition(session, expression, values, state.mode, state.merge)
-        return _measure(manager, session, measures, cache)
+    """The measures at one composition, tried on a scratch copy of the session."""
+    state = manager.state(session)
+    with manager.scratch(session) as trial:
+        manager.set_composition(trial, expression, values, state.mode, state.merge)
+        return _measure(manager, trial, measures, cache)

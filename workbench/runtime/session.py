@@ -19,6 +19,7 @@ re-fold: the result is the same.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
@@ -92,6 +93,7 @@ class SessionManager:
         self._live: dict[str, _Live] = {}
         self._sessions: dict[str, SessionState] = {}
         self._lock = threading.Lock()  # guards the dicts above; model calls use each base's own lock
+        self._scratch_ids = itertools.count()
 
     # bases -------------------------------------------------------------
 
@@ -179,15 +181,21 @@ class SessionManager:
         return composition
 
     @contextmanager
-    def keeping_composition(self, session: str) -> Iterator[SessionState]:
-        """Let a caller try other compositions (a sweep, a comparison); the session's own
-        expression, values, mode and composition are put back afterwards, even on error."""
+    def scratch(self, session: str) -> Iterator[str]:
+        """A private copy of `session` (its base, modules, mode and merge) to try other
+        compositions on: a sweep, a toxicity comparison. The user's own composition is never
+        touched, so a slider moved while a sweep runs is what Chat and Export use after it.
+        Yields the copy's session id; the copy ends with the block."""
         state = self.state(session)
-        saved = _snapshot(state)
+        name = f"{session}\x00scratch{next(self._scratch_ids)}"  # no face can produce this id
+        copy = SessionState(state.base, dict(state.modules), state.expression, dict(state.values), state.mode,
+                            state.merge, state.composition)  # fmt: skip
+        with self._lock:
+            self._sessions[name] = copy
         try:
-            yield state
+            yield name
         finally:
-            _restore(state, saved)
+            self.release(name)
 
     @contextmanager
     def reverting_on_error(self, session: str) -> Iterator[SessionState]:
@@ -213,15 +221,20 @@ class SessionManager:
     @contextmanager
     def model_for(self, session: str, use_base: bool = False) -> Iterator[LoadedBase]:
         """Hold the base's lock with this session's composition live (or the bare base).
-        Task heads: the composition's, and for other tasks the loaded modules' (see
-        `loaded_heads`); they stay on with `use_base`, so a classifier's base reading is
-        the untouched backbone under the same heads."""
+
+        Task heads: for the composition, its own heads, and for tasks it does not carry the
+        loaded modules' heads averaged per task (`loaded_heads`). The bare base (`use_base`,
+        or an empty expression) always reads through the loaded modules' averaged heads, a
+        choice that does not depend on λ: the base line of a sweep and the base readout stay
+        put while the sliders move (README, "task heads")."""
         state = self.state(session)
         base = self.base(state.base)
         with base.lock:
             self._make_live(base, state, session, None if use_base else self.cache_key(state))
             heads = loaded_heads([m.head for m in state.modules.values() if m.head is not None])
-            base.heads = heads | (state.composition.heads if state.composition is not None else {})
+            if not use_base and state.composition is not None:
+                heads = heads | state.composition.heads
+            base.heads = heads
             try:
                 yield base
             finally:

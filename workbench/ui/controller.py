@@ -383,10 +383,10 @@ class Controller:
             (f"-{lam:g}·{module}", "-lam*" + module, {"lam": lam}) for lam in lambdas
         ]
         rows, curve = [], []
-        with self.manager.keeping_composition(session):
+        with self.manager.scratch(session) as trial:
             for label, expression, values in settings:
-                self.manager.set_composition(session, expression, values, state.mode)
-                with self.manager.model_for(session) as base:
+                self.manager.set_composition(trial, expression, values, state.mode)
+                with self.manager.model_for(trial) as base:
                     pairs = measure.samples(base)
                     summary, scores = measure.score_samples(pairs)
                     perplexity = ppl.run(base)["perplexity"]
