@@ -196,7 +196,49 @@ def test_history_restores_a_composition_and_its_slider(page) -> None:
     table = page.locator("#history-table")
     page.wait_for_function("el => el.innerText.includes('lam=1.3')", arg=table.element_handle())
     table.locator("[data-testid='cell-0-3']").click()  # the entry made on load: λ = 0.2
-    page.get_by_text(re.compile(r"Restored -lam\*toxic \(lam=0\.2\)")).wait_for()
+    page.get_by_text(re.compile(r"Restored -lam\*toxic \(lam=0\.2; exact\)")).wait_for()
     page.get_by_role("tab", name="Compose").click()
+    # the Compose tab shows the restored composition's own readout, not the last λ's
+    page.wait_for_function("([el, v]) => el.value === v", arg=[readout.element_handle(), first], timeout=60_000)
     number = page.locator("#slider-0 input[data-testid='number-input']")
     page.wait_for_function("el => parseFloat(el.value) === 0.2", arg=number.element_handle(), timeout=30_000)
+
+
+def test_the_keyboard_moves_the_slider_and_recomposes(page) -> None:
+    readout = textbox(page, "readout")
+    first = wait_for_value(readout, lambda v: v.startswith("next token"))
+    page.locator("#slider-0 input[type='range']").focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("([el, old]) => el.value !== old", arg=[readout.element_handle(), first], timeout=60_000)
+
+
+def test_an_empty_expression_is_the_base_model(page) -> None:
+    readout = textbox(page, "readout")
+    wait_for_value(readout, lambda v: v.startswith("next token"))
+    expression = textbox(page, "expression")
+    expression.fill("")
+    expression.press("Enter")
+    canonical = textbox(page, "canonical")
+    page.wait_for_function("el => el.value === '(base model)'", arg=canonical.element_handle(), timeout=60_000)
+    assert not page.locator("#slider-0").is_visible()
+
+
+def test_switching_preset_keeps_the_mode_on_screen_and_in_history(page) -> None:
+    if "unlearning" not in page.locator("#status").inner_text():
+        pytest.skip("the zoo's toxic module is not built")
+    wait_for_value(textbox(page, "readout"), lambda v: v.startswith("next token"))
+    page.locator("#mode").get_by_text("paper").click()
+    page.locator("#preset").click()
+    page.get_by_role("option", name="unlearning-ia3").click()
+    page.get_by_text(re.compile("Loaded preset unlearning-ia3")).wait_for(timeout=120_000)
+    page.get_by_role("tab", name="History").click()
+    table = page.locator("#history-table")
+    for _ in range(20):  # the preset's recompose lands a moment after its status line
+        page.locator("#history-refresh").click()
+        rows = table.inner_text()
+        if rows.count("paper") >= 2:
+            break
+        page.wait_for_timeout(1000)
+    assert table.inner_text().count("exact") == 1, table.inner_text()  # only the entry made on load
+    assert page.locator("#mode input[value='paper']").is_checked()

@@ -142,15 +142,27 @@ class SessionManager:
         with self._lock:
             return list(self._sessions)
 
-    def add_module(self, session: str, name: str, source: str | Path | PEM) -> PEM:
-        """Load a module (or take a loaded one) under `name`, checking it fits the base."""
+    def add_module(self, session: str, name: str, source: str | Path | PEM, replace: bool = False) -> PEM:
+        """Load a module (or take a loaded one) under `name`, checking it fits the base.
+
+        A name already loaded is refused unless `replace`; a replaced module that the
+        composition uses is composed again at once, so what runs is never the old one."""
         check_module_name(name)
+        self.check_free_name(session, name, replace)
         state = self.state(session)
         base = self.base(state.base)
         module = load_module(source, base.shapes) if not isinstance(source, PEM) else source
         module.check_fits(base.shapes, name)
-        state.modules[name] = module
+        modules = {**state.modules, name: module}
+        if state.composition is not None and name in state.composition.combination.modules:
+            state.composition = compose(modules, state.expression, state.values, state.mode, state.merge)
+        state.modules = modules
         return module
+
+    def check_free_name(self, session: str, name: str, replace: bool = False) -> None:
+        if name in self.state(session).modules and not replace:
+            raise WorkbenchError(f"a module named {name} is already loaded; choose another name, "
+                                 "or ask to replace it")  # fmt: skip
 
     def remove_module(self, session: str, name: str) -> None:
         state = self.state(session)

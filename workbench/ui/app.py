@@ -29,13 +29,11 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         )
         status = gr.Markdown(elem_id="status")
         with gr.Tab("Compose"):
-            expression, preset_menu, names, sliders, outputs, on_expression, on_release = compose.build(
-                controller, default_expression
-            )
+            view = compose.build(controller, default_expression, preset if preset in PRESETS else "")
         with gr.Tab("Models"):
-            table = models.build(controller)
+            shelf = models.build(controller)
         with gr.Tab("Sweep"):
-            tasks = sweep.build(controller, expression, names)
+            tasks = sweep.build(controller, view.expression, view.names)
         with gr.Tab("Toxicity"):
             toxicity.build(controller)
         with gr.Tab("Chat"):
@@ -43,8 +41,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         with gr.Tab("Export"):
             export.build(controller)
         with gr.Tab("History"):
-            restored, _ = history.build(controller, expression)
-            restored.then(on_expression, [expression, names, *sliders], [names, *sliders])  # sliders follow
+            restored = history.build(controller, view.expression, view.mode)
 
         def open_preset(name: str, session: str):
             """The preset's base and modules in place of the session's; on failure, the
@@ -55,7 +52,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             except WorkbenchError as exc:
                 if session in controller.manager.sessions:
                     raise
-                expression_text = ""
+                expression_text, name = "", ""
                 controller.start(session, base="smollm2-135m-instruct")
                 note = f"Loaded the base model only ({exc})."
             choices = controller.tasks_for(session)
@@ -66,7 +63,8 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
                 else []
             )
             return (note, controller.modules_table(session), expression_text,
-                    gr.update(choices=choices, value=chosen or choices[:1]))  # fmt: skip
+                    gr.update(choices=choices, value=chosen or choices[:1]), gr.update(value=name),
+                    gr.update(value=controller.manager.state(session).base))  # fmt: skip
 
         @guarded
         def on_start(request: gr.Request):
@@ -76,18 +74,28 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         @guarded
         def on_preset(name: str, request: gr.Request):
             if not name:
-                return gr.update(), gr.update(), gr.update(), gr.update()
+                return (gr.update(),) * 6
             return open_preset(name, session_of(request))
 
-        recompose_default = [expression, gr.State("exact"), names, gr.State(False), *sliders]
-        app.load(on_start, None, [status, table, expression, tasks]).then(
-            on_expression, [expression, names, *sliders], [names, *sliders]
-        ).then(on_release, recompose_default, outputs).then(describe, None, [talking_to])
-        preset_menu.change(on_preset, [preset_menu], [status, table, expression, tasks]).success(
-            on_expression, [expression, names, *sliders], [names, *sliders]
-        ).success(on_release, recompose_default, outputs, concurrency_id="model-calls").success(
+        @guarded
+        def on_base_loaded(request: gr.Request):
+            """After another base: no preset, no expression (the session starts bare)."""
+            session = session_of(request)
+            return gr.update(value=""), "", gr.update(choices=controller.tasks_for(session), value=[])
+
+        @guarded
+        def refresh_table(request: gr.Request):
+            return controller.modules_table(session_of(request))
+
+        opened = [status, shelf.table, view.expression, tasks, view.preset, shelf.base]
+        view.follow(app.load(on_start, None, opened)).then(describe, None, [talking_to])
+        view.follow(view.preset.input(on_preset, [view.preset], opened)).success(describe, None, [talking_to])
+        view.follow(shelf.loaded.success(on_base_loaded, None, [view.preset, view.expression, tasks])).success(
             describe, None, [talking_to]
         )
+        for added in shelf.added:  # a replaced module may be in the composition: Compose shows it again
+            view.follow(added)
+        view.follow(restored).success(refresh_table, None, [shelf.table]).success(describe, None, [talking_to])
 
         def on_unload(request: gr.Request) -> None:
             controller.release(session_of(request))

@@ -64,11 +64,19 @@ LIVE_PPL_CHARACTERS = 2000  # about 500 SmolLM2 tokens; the model cards use the 
 
 @dataclass
 class HistoryEntry:
+    """One activated composition, with what it ran on: restoring it must run the same thing."""
+
     expression: str
     values: dict[str, float]
     mode: str
     readout: str
     at: str
+    base: str = ""
+    modules: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (source, fingerprint)
+
+    def same_composition(self, other: HistoryEntry) -> bool:
+        return (self.expression, self.values, self.mode, self.base, self.modules) == (
+            other.expression, other.values, other.mode, other.base, other.modules)  # fmt: skip
 
 
 @dataclass
@@ -185,17 +193,17 @@ class Controller:
         self.manager.open(session, base)
         return self.modules_table(session)
 
-    def add_adapter(self, session: str, name: str, source: str) -> pd.DataFrame:
+    def add_adapter(self, session: str, name: str, source: str, replace: bool = False) -> pd.DataFrame:
         """`source` is a zoo adapter name or a folder inside the allowed folders."""
         name, source = name.strip(), source.strip()
         if source in zoo_adapters():
             path = zoo_adapter_path(source)
         else:
             path = check_allowed(Path(source))
-        self.manager.add_module(session, name or Path(source).name.replace("-", "_"), path)
+        self.manager.add_module(session, name or Path(source).name.replace("-", "_"), path, replace=replace)
         return self.modules_table(session)
 
-    def add_upload(self, session: str, name: str, files: Sequence[str]) -> pd.DataFrame:
+    def add_upload(self, session: str, name: str, files: Sequence[str], replace: bool = False) -> pd.DataFrame:
         """Uploaded files (.safetensors, .json, .pth only, capped in count and size) become one module.
 
         The name is checked before any file is touched, and the files go into a fresh folder
@@ -207,6 +215,7 @@ class Controller:
             raise WorkbenchError(f"{len(files)} files were uploaded; a module has at most {UPLOAD_MAX_FILES}")
         ui = self.ui(session)
         name = check_module_name(name.strip() or f"upload{ui.uploads}")
+        self.manager.check_free_name(session, name, replace)
         sources = [Path(file) for file in files]
         total = 0
         for source in sources:
@@ -225,7 +234,7 @@ class Controller:
                 shutil.copyfile(source, folder / source.name)
             pth = [p for p in folder.iterdir() if p.suffix == ".pth"]
             module_path = pth[0] if pth and not (folder / "pem_config.json").exists() else folder
-            self.manager.add_module(session, name, module_path)
+            self.manager.add_module(session, name, module_path, replace=replace)
         except WorkbenchError as exc:
             shutil.rmtree(folder, ignore_errors=True)  # our own fresh folder: nothing of the user's
             raise WorkbenchError(str(exc).replace(str(folder), f"the upload {name}")) from None  # no server paths
@@ -253,8 +262,11 @@ class Controller:
     # compose -------------------------------------------------------------
 
     def parameters(self, session: str, expression: str) -> list[str]:
-        """The expression's free parameters (checked, so a bad expression says why)."""
+        """The expression's free parameters (checked, so a bad expression says why). An empty
+        expression is the base model: no parameters."""
         state = self.manager.state(session)
+        if isinstance(expression, str) and not expression.strip():
+            return []
         names = list(parse(expression, state.modules).parameters)
         if len(names) > MAX_PARAMETERS:
             raise WorkbenchError(
@@ -280,10 +292,13 @@ class Controller:
             readout = self.readout(session)
         pairs = composition.coefficients.items() if composition else []
         coefficients = pd.DataFrame([{"module": n, "coefficient": round(c, 6)} for n, c in pairs])
-        entry = HistoryEntry(expression, dict(values), mode, readout, time.strftime("%H:%M:%S"))
+        state = self.manager.state(session)
+        loaded = {name: (module.source, module.fingerprint) for name, module in state.modules.items()}
+        entry = HistoryEntry(expression, dict(values), mode, readout, time.strftime("%H:%M:%S"), state.base, loaded)
         history = self.ui(session).history
-        history.append(entry)
-        del history[:-MAX_HISTORY]
+        if not (history and history[-1].same_composition(entry)):  # a release after a keyboard move: one row
+            history.append(entry)
+            del history[:-MAX_HISTORY]
         return {"canonical": composition.combination.canonical if composition else "(base model)",
                 "coefficients": coefficients, "readout": readout}  # fmt: skip
 
@@ -317,8 +332,28 @@ class Controller:
         if not 0 <= index < len(entries):
             raise WorkbenchError(f"history has no entry {index}")
         entry = entries[index]
+        self._reload_for(session, entry)
         self.recompose(session, entry.expression, entry.values, entry.mode)
         return entry
+
+    def _reload_for(self, session: str, entry: HistoryEntry) -> None:
+        """Put the session back on the entry's base and modules when it has moved on (another
+        preset, a replaced module), or refuse in one line: a restored row must never run its
+        values on other modules."""
+        state = self.manager.state(session)
+        now = {name: (module.source, module.fingerprint) for name, module in state.modules.items()}
+        if state.base == entry.base and now == entry.modules:
+            return
+        missing = [name for name, (source, _) in entry.modules.items() if not source or not Path(source).exists()]
+        if missing:
+            raise WorkbenchError(f"this row ran on module(s) {', '.join(missing)}, whose files are gone; "
+                                 "load them again to restore it")  # fmt: skip
+        self.manager.open(session, entry.base)
+        for name, (source, fingerprint) in entry.modules.items():
+            module = self.manager.add_module(session, name, source)
+            if module.fingerprint != fingerprint:
+                raise WorkbenchError(f"module {name} at {source} has changed since this row was made; "
+                                     "it cannot be restored exactly")  # fmt: skip
 
     # sweeps --------------------------------------------------------------
 

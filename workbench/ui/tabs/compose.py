@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import gradio as gr
 
 from workbench.ui.controller import MAX_PARAMETERS, Controller
@@ -9,13 +12,44 @@ from workbench.ui.errors import guarded, session_of
 from workbench.zoo.presets import PRESETS
 
 
-def build(controller: Controller, default_expression: str):
+@dataclass
+class ComposeView:
+    """The Compose tab's components and handlers, for the events other tabs chain to it."""
+
+    expression: gr.Textbox
+    preset: gr.Dropdown
+    mode: gr.Radio
+    compare: gr.Checkbox
+    names: gr.State
+    sliders: list[gr.Slider]
+    outputs: list[Any]
+    on_expression: Any
+    on_release: Any
+
+    @property
+    def slider_inputs(self) -> list[Any]:
+        """What `on_expression` reads: the expression, the slider names and values."""
+        return [self.expression, self.names, *self.sliders]
+
+    @property
+    def recompose_inputs(self) -> list[Any]:
+        """What `on_release` reads: the whole of what the screen shows, mode and compare included."""
+        return [self.expression, self.mode, self.names, self.compare, *self.sliders]
+
+    def follow(self, event: Any) -> Any:
+        """Chain to `event`: sliders follow the expression, then the composition is recomposed."""
+        return event.success(self.on_expression, self.slider_inputs, [self.names, *self.sliders]).success(
+            self.on_release, self.recompose_inputs, self.outputs, concurrency_id="model-calls"
+        )
+
+
+def build(controller: Controller, default_expression: str, default_preset: str = "") -> ComposeView:
     with gr.Row():
-        expression = gr.Textbox(value=default_expression, label="expression", elem_id="expression", scale=4,
-                                placeholder="lam*a + (1-lam)*b")  # fmt: skip
-        preset = gr.Dropdown([""] + list(PRESETS), value="", label="preset (paper Table 1, RED, LoTA)", scale=2,
-                             elem_id="preset")  # fmt: skip
-        mode = gr.Radio(["exact", "paper"], value="exact", label="mode", scale=1)
+        expression = gr.Textbox(value=default_expression, label="expression (empty: the base model)",
+                                elem_id="expression", scale=4, placeholder="lam*a + (1-lam)*b")  # fmt: skip
+        preset = gr.Dropdown([""] + list(PRESETS), value=default_preset, label="preset (paper Table 1, RED, LoTA)",
+                             scale=2, elem_id="preset")  # fmt: skip
+        mode = gr.Radio(["exact", "paper"], value="exact", label="mode", scale=1, elem_id="mode")
     sliders = [
         gr.Slider(-2, 2, value=0.5, step=0.05, label=f"parameter {i + 1}", visible=False, elem_id=f"slider-{i}")
         for i in range(MAX_PARAMETERS)
@@ -23,11 +57,12 @@ def build(controller: Controller, default_expression: str):
     names = gr.State([])
     with gr.Row():
         canonical = gr.Textbox(label="canonical form", interactive=False, elem_id="canonical")
-        compare = gr.Checkbox(label="compare to base", value=False)
-    coefficients = gr.Dataframe(label="coefficients", interactive=False)
+        compare = gr.Checkbox(label="compare to base", value=False, elem_id="compare")
+    coefficients = gr.Dataframe(label="coefficients", interactive=False, elem_id="coefficients")
     with gr.Row():
         readout = gr.Textbox(label="readout (composed)", interactive=False, elem_id="readout", lines=2)
-        base_readout = gr.Textbox(label="readout (base)", interactive=False, visible=False, lines=2)
+        base_readout = gr.Textbox(label="readout (base)", interactive=False, visible=False, lines=2,
+                                  elem_id="base-readout")  # fmt: skip
 
     @guarded
     def on_expression(text: str, previous: list[str], v0: float, v1: float, v2: float, v3: float,
@@ -61,13 +96,16 @@ def build(controller: Controller, default_expression: str):
         return shown["canonical"], shown["coefficients"], shown["readout"], gr.update(value=base_text,
                                                                                        visible=show_base)  # fmt: skip
 
-    outputs = [canonical, coefficients, readout, base_readout]
-    inputs = [expression, mode, names, compare]
-    expression.submit(on_expression, [expression, names, *sliders], [names, *sliders]).then(
-        on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls"
+    view = ComposeView(expression, preset, mode, compare, names, sliders,
+                       [canonical, coefficients, readout, base_readout], on_expression, on_release)  # fmt: skip
+    expression.submit(on_expression, view.slider_inputs, [names, *sliders]).success(
+        on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls"
     )
     for slider in sliders:
-        slider.release(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
-    mode.change(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
-    compare.change(on_release, [*inputs, *sliders], outputs, concurrency_id="model-calls")
-    return expression, preset, names, sliders, outputs, on_expression, on_release
+        slider.release(on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls")
+        # the keyboard (arrow keys on a focused slider) changes the value without a release
+        slider.input(on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls",
+                     trigger_mode="always_last")  # fmt: skip
+    mode.input(on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls")
+    compare.input(on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls")
+    return view

@@ -9,7 +9,7 @@ from workbench.ui.controller import Controller
 from workbench.ui.errors import guarded, session_of
 
 
-def build(controller: Controller, expression: gr.Textbox):
+def build(controller: Controller, expression: gr.Textbox, mode: gr.Radio):
     refresh = gr.Button("Refresh", elem_id="history-refresh")
     table = gr.Dataframe(label="activated compositions (select a row to restore it)", interactive=False,
                          elem_id="history-table")  # fmt: skip
@@ -26,8 +26,8 @@ def build(controller: Controller, expression: gr.Textbox):
             raise WorkbenchError("select a row of the table to restore its composition")
         entry = controller.restore(session_of(request), index)
         values = ", ".join(f"{k}={v:g}" for k, v in sorted(entry.values.items()))
-        return entry.expression, f"Restored `{entry.expression}` ({values}): {entry.readout}", on_refresh(request)
+        note = f"Restored `{entry.expression or '(base)'}` ({values}; {entry.mode}) on `{entry.base}`: {entry.readout}"
+        return entry.expression, entry.mode, note, on_refresh(request)
 
     refresh.click(on_refresh, None, [table])
-    selected = table.select(on_select, None, [expression, restored, table], concurrency_id="model-calls")
-    return selected, on_refresh
+    return table.select(on_select, None, [expression, mode, restored, table], concurrency_id="model-calls")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import gradio as gr
 
 from workbench.ui.controller import UPLOAD_SUFFIXES, Controller
@@ -10,11 +13,21 @@ from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.registry import zoo_adapters
 
 
-def build(controller: Controller) -> gr.Dataframe:
+@dataclass
+class ModelsView:
+    """What other tabs follow: the table, the base menu, and the events that change modules."""
+
+    table: gr.Dataframe
+    base: gr.Dropdown
+    loaded: Any
+    added: list[Any]
+
+
+def build(controller: Controller) -> ModelsView:
     gr.Markdown("Load a base model (a zoo name, a local folder, or a hub id when online), then add modules.")
     with gr.Row():
         base = gr.Dropdown(list(ZOO_BASES), value="smollm2-135m-instruct", allow_custom_value=True,
-                           label="base model", scale=3)  # fmt: skip
+                           label="base model", scale=3, elem_id="base-menu")  # fmt: skip
         load = gr.Button("Load base", scale=1)
     with gr.Row():
         name = gr.Textbox(label="module name", placeholder="e.g. toxic", scale=1)
@@ -25,6 +38,7 @@ def build(controller: Controller) -> gr.Dataframe:
         files = gr.File(label=f"upload ({', '.join(UPLOAD_SUFFIXES)}, 200 MB at most)", file_count="multiple",
                         file_types=list(UPLOAD_SUFFIXES), scale=3)  # fmt: skip
         upload = gr.Button("Add upload", scale=1)
+    replace = gr.Checkbox(label="replace a loaded module of the same name", value=False, elem_id="replace")
     table = gr.Dataframe(label="loaded modules", interactive=False, elem_id="modules-table")
 
     @guarded
@@ -33,14 +47,14 @@ def build(controller: Controller) -> gr.Dataframe:
         return controller.load_base(session_of(request), base_name)
 
     @guarded
-    def on_add(module_name: str, module_source: str, request: gr.Request):
-        return controller.add_adapter(session_of(request), module_name, module_source or "")
+    def on_add(module_name: str, module_source: str, swap: bool, request: gr.Request):
+        return controller.add_adapter(session_of(request), module_name, module_source or "", replace=swap)
 
     @guarded
-    def on_upload(module_name: str, paths: list[str] | None, request: gr.Request):
-        return controller.add_upload(session_of(request), module_name, paths or [])
+    def on_upload(module_name: str, paths: list[str] | None, swap: bool, request: gr.Request):
+        return controller.add_upload(session_of(request), module_name, paths or [], replace=swap)
 
-    load.click(on_load, [base], [table], concurrency_id="model-calls")
-    add.click(on_add, [name, source], [table])
-    upload.click(on_upload, [upload_name, files], [table])
-    return table
+    loaded = load.click(on_load, [base], [table], concurrency_id="model-calls")
+    added = [add.click(on_add, [name, source, replace], [table]),
+             upload.click(on_upload, [upload_name, files, replace], [table])]  # fmt: skip
+    return ModelsView(table, base, loaded, added)
