@@ -216,3 +216,13 @@ def test_a_slider_moved_during_a_sweep_is_what_the_session_runs_after_it(control
     with controller.manager.model_for("s") as base:
         assert controller.manager._live[base.key].key == controller.manager.cache_key(state)
     assert state.composition.coefficients == {"a": 0.9}  # what Export writes and Chat runs
+
+
+def test_each_sweep_measure_has_its_own_size(controller) -> None:
+    short = list(controller.sweep("s", "lam*a", {"lam": "0,1"}, ["austen-perplexity"], ppl_characters=300))[-1][1]
+    long = list(controller.sweep("s", "lam*a", {"lam": "0,1"}, ["austen-perplexity"], ppl_characters=1200))[-1][1]
+    assert list(short["perplexity"]) != list(long["perplexity"])  # the perplexity size is used, not ignored
+    measures = controller.measures(["toxicity", "austen-perplexity"], n=10, samples=3, ppl_characters=500)
+    assert measures[0].n == 3 and len(measures[1].text) == 500
+    with pytest.raises(WorkbenchError, match="toxicity samples"):
+        controller.measures(["toxicity"], n=10, samples=0)

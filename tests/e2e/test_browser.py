@@ -121,6 +121,9 @@ def test_bad_expression_shows_an_error_and_the_session_survives(page) -> None:
     page.screenshot(path=str(SHOTS / "error.png"))
     readout = textbox(page, "readout")
     before = wait_for_value(readout, lambda v: v.startswith("next token"))  # the default's readout (λ = 0.2)
+    # the failed event keeps what was on screen: the slider and the readout, no "Error" badge on them
+    assert page.locator("#slider-0").is_visible() and page.locator("#readout").is_visible()
+    assert page.locator("#slider-0, #readout, #canonical").get_by_text("Error", exact=True).count() == 0
     expression.fill("-toxic")  # a valid expression (λ = 1): the session answers with a new readout
     expression.press("Enter")
     page.wait_for_function("([el, old]) => el.value && el.value !== old", arg=[readout.element_handle(), before])

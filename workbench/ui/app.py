@@ -6,7 +6,7 @@ import gradio as gr
 
 from workbench.errors import WorkbenchError
 from workbench.ui.controller import UPLOAD_LIMIT_BYTES, Controller
-from workbench.ui.errors import guarded, session_of
+from workbench.ui.errors import KEEP, guarded, session_of
 from workbench.ui.tabs import chat, compose, export, history, models, sweep, toxicity
 from workbench.zoo.presets import PRESETS
 
@@ -88,14 +88,14 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             return controller.modules_table(session_of(request))
 
         opened = [status, shelf.table, view.expression, tasks, view.preset, shelf.base]
-        view.follow(app.load(on_start, None, opened)).then(describe, None, [talking_to])
-        view.follow(view.preset.input(on_preset, [view.preset], opened)).success(describe, None, [talking_to])
-        view.follow(shelf.loaded.success(on_base_loaded, None, [view.preset, view.expression, tasks])).success(
-            describe, None, [talking_to]
+        view.follow(app.load(on_start, None, opened, **KEEP)).then(describe, None, [talking_to], **KEEP)
+        view.follow(view.preset.input(on_preset, [view.preset], opened, **KEEP)).success(describe, None, [talking_to])
+        view.follow(shelf.loaded.success(on_base_loaded, None, [view.preset, view.expression, tasks], **KEEP)).success(
+            describe, None, [talking_to], **KEEP
         )
         for added in shelf.added:  # a replaced module may be in the composition: Compose shows it again
             view.follow(added)
-        view.follow(restored).success(refresh_table, None, [shelf.table]).success(describe, None, [talking_to])
+        view.follow(restored).success(refresh_table, None, [shelf.table], **KEEP).success(describe, None, [talking_to])
 
         def on_unload(request: gr.Request) -> None:
             controller.release(session_of(request))

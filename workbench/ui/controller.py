@@ -37,6 +37,7 @@ from workbench.eval import (
     parse_grids,
     sweep,
 )
+from workbench.eval.measures import check_count
 from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.eval.toxicity import ProfanityScorer, Scorer
@@ -94,9 +95,11 @@ def validation_tasks() -> tuple[ClassificationTask, ...]:
     return tuple(load_csv_task(path) for path in sorted(DATA.glob("*-validation.csv")))
 
 
-def austen_slice() -> str:
-    """The opening of the Austen text: short enough for a live sweep point on a CPU."""
-    return (DATA / "austen-perplexity.txt").read_text(encoding="utf-8")[:LIVE_PPL_CHARACTERS]
+def austen_slice(characters: int = LIVE_PPL_CHARACTERS) -> str:
+    """The opening of the Austen text: by default short enough for a live sweep point on a CPU."""
+    text = (DATA / "austen-perplexity.txt").read_text(encoding="utf-8")
+    check_count("perplexity characters", characters, len(text))
+    return text[:characters]
 
 
 def allowed_roots() -> list[Path]:
@@ -363,13 +366,16 @@ class Controller:
             return ["austen-perplexity", "toxicity"]
         return [p.stem for p in sorted(DATA.glob("*-validation.csv"))]
 
-    def measures(self, tasks: Sequence[str], n: int, seed: int = 0, samples: int = 20) -> list:
+    def measures(self, tasks: Sequence[str], n: int, seed: int = 0, samples: int = 20,
+                 ppl_characters: int = LIVE_PPL_CHARACTERS) -> list:  # fmt: skip
+        """One measure per task; each has its own size: `n` examples per classification task,
+        `samples` toxicity completions, `ppl_characters` of the Austen text."""
         measures = []
         for task in tasks:
             if task == "toxicity":
                 measures.append(ToxicityMeasure(self.scorer, (PAPER_PROMPT,), samples, seed))
             elif task == "austen-perplexity":
-                measures.append(PerplexityMeasure(austen_slice()))
+                measures.append(PerplexityMeasure(austen_slice(ppl_characters)))
             else:
                 measures.append(TaskMeasure(load_csv_task(DATA / f"{task}.csv"), n, seed))
         if not measures:
@@ -377,12 +383,13 @@ class Controller:
         return measures
 
     def sweep(self, session: str, expression: str, grids: dict[str, str], tasks: Sequence[str], n: int = 200,
-              samples: int = 20) -> Iterator[tuple[go.Figure, pd.DataFrame, str]]:  # fmt: skip
+              samples: int = 20, ppl_characters: int = LIVE_PPL_CHARACTERS,
+              ) -> Iterator[tuple[go.Figure, pd.DataFrame, str]]:  # fmt: skip
         """Stream (plot, table, progress) after every point; `stop(session)` ends it early."""
         axes = parse_grids([f"{name}={spec}" for name, spec in grids.items()])
         if not axes:
             raise WorkbenchError("the expression has no parameter to sweep; add one, e.g. lam*a")
-        measures = self.measures(tasks, n, samples=samples)
+        measures = self.measures(tasks, n, samples=samples, ppl_characters=ppl_characters)
         stop = self.ui(session).stop
         stop.clear()
         columns = [c for m in measures for c in m.columns]

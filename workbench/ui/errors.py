@@ -19,6 +19,13 @@ from workbench.errors import WorkbenchError
 
 log = logging.getLogger("workbench.ui")
 
+# Event options. Gradio marks every output of a failed event with an "Error" badge that
+# hides its value; with progress hidden, a failure shows only its one-line toast and every
+# output keeps its last good value. Model calls also share one queue (one base in memory).
+KEEP: dict[str, Any] = {"show_progress": "hidden"}
+MODEL_CALL: dict[str, Any] = {"concurrency_id": "model-calls", **KEEP}
+LONG_RUN: dict[str, Any] = {"concurrency_id": "long-runs", **KEEP}
+
 
 def one_line(exc: BaseException) -> gr.Error:
     """The `gr.Error` a user sees for `exc`."""

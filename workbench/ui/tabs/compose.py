@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from workbench.ui.controller import MAX_PARAMETERS, Controller
-from workbench.ui.errors import guarded, session_of
+from workbench.ui.errors import KEEP, MODEL_CALL, guarded, session_of
 from workbench.zoo.presets import PRESETS
 
 
@@ -38,8 +38,8 @@ class ComposeView:
 
     def follow(self, event: Any) -> Any:
         """Chain to `event`: sliders follow the expression, then the composition is recomposed."""
-        return event.success(self.on_expression, self.slider_inputs, [self.names, *self.sliders]).success(
-            self.on_release, self.recompose_inputs, self.outputs, concurrency_id="model-calls"
+        return event.success(self.on_expression, self.slider_inputs, [self.names, *self.sliders], **KEEP).success(
+            self.on_release, self.recompose_inputs, self.outputs, **MODEL_CALL
         )
 
 
@@ -98,14 +98,14 @@ def build(controller: Controller, default_expression: str, default_preset: str =
 
     view = ComposeView(expression, preset, mode, compare, names, sliders,
                        [canonical, coefficients, readout, base_readout], on_expression, on_release)  # fmt: skip
-    expression.submit(on_expression, view.slider_inputs, [names, *sliders]).success(
-        on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls"
+    expression.submit(on_expression, view.slider_inputs, [names, *sliders], **KEEP).success(
+        on_release, view.recompose_inputs, view.outputs, **MODEL_CALL
     )
     for slider in sliders:
-        slider.release(on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls")
+        slider.release(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL)
         # the keyboard (arrow keys on a focused slider) changes the value without a release
-        slider.input(on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls",
+        slider.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL,
                      trigger_mode="always_last")  # fmt: skip
-    mode.input(on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls")
-    compare.input(on_release, view.recompose_inputs, view.outputs, concurrency_id="model-calls")
+    mode.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL)
+    compare.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL)
     return view

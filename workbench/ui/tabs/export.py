@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from workbench.ui.controller import Controller
-from workbench.ui.errors import guarded, session_of
+from workbench.ui.errors import KEEP, guarded, session_of
 
 
 def build(controller: Controller) -> None:
@@ -27,5 +27,5 @@ def build(controller: Controller) -> None:
     def on_push(repo_id: str, secret: str, request: gr.Request):
         return controller.push_to_hub(session_of(request), repo_id, secret)
 
-    build_zip.click(on_zip, None, [archive])
-    push.click(on_push, [repo, token], [status])
+    build_zip.click(on_zip, None, [archive], **KEEP)
+    push.click(on_push, [repo, token], [status], **KEEP)

@@ -6,7 +6,7 @@ import gradio as gr
 
 from workbench.errors import WorkbenchError
 from workbench.ui.controller import Controller
-from workbench.ui.errors import guarded, session_of
+from workbench.ui.errors import KEEP, MODEL_CALL, guarded, session_of
 
 
 def build(controller: Controller, expression: gr.Textbox, mode: gr.Radio):
@@ -29,5 +29,5 @@ def build(controller: Controller, expression: gr.Textbox, mode: gr.Radio):
         note = f"Restored `{entry.expression or '(base)'}` ({values}; {entry.mode}) on `{entry.base}`: {entry.readout}"
         return entry.expression, entry.mode, note, on_refresh(request)
 
-    refresh.click(on_refresh, None, [table])
-    return table.select(on_select, None, [expression, mode, restored, table], concurrency_id="model-calls")
+    refresh.click(on_refresh, None, [table], **KEEP)
+    return table.select(on_select, None, [expression, mode, restored, table], **MODEL_CALL)

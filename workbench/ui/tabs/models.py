@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from workbench.ui.controller import UPLOAD_SUFFIXES, Controller
-from workbench.ui.errors import guarded, session_of
+from workbench.ui.errors import KEEP, MODEL_CALL, guarded, session_of
 from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.registry import zoo_adapters
 
@@ -54,7 +54,7 @@ def build(controller: Controller) -> ModelsView:
     def on_upload(module_name: str, paths: list[str] | None, swap: bool, request: gr.Request):
         return controller.add_upload(session_of(request), module_name, paths or [], replace=swap)
 
-    loaded = load.click(on_load, [base], [table], concurrency_id="model-calls")
-    added = [add.click(on_add, [name, source, replace], [table]),
-             upload.click(on_upload, [upload_name, files, replace], [table])]  # fmt: skip
+    loaded = load.click(on_load, [base], [table], **MODEL_CALL)
+    added = [add.click(on_add, [name, source, replace], [table], **KEEP),
+             upload.click(on_upload, [upload_name, files, replace], [table], **KEEP)]  # fmt: skip
     return ModelsView(table, base, loaded, added)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from workbench.ui.controller import Controller
-from workbench.ui.errors import guarded, session_of
+from workbench.errors import WorkbenchError
+from workbench.ui.controller import LIVE_PPL_CHARACTERS, Controller
+from workbench.ui.errors import LONG_RUN, guarded, session_of
 
 
 def build(controller: Controller, expression: gr.Textbox, names: gr.State):
@@ -15,7 +16,11 @@ def build(controller: Controller, expression: gr.Textbox, names: gr.State):
         grid_b = gr.Textbox(value="0:1:0.5", label="grid for the second parameter (if any)")
         tasks = gr.CheckboxGroup(["austen-perplexity", "toxicity"], value=["austen-perplexity"], label="tasks",
                                  elem_id="sweep-tasks")  # fmt: skip
-        n = gr.Number(value=200, precision=0, label="examples per task", elem_id="sweep-n")
+    with gr.Row():  # one size per measure, each named for what it sets
+        n = gr.Number(value=200, precision=0, label="examples per classification task", elem_id="sweep-n")
+        samples = gr.Number(value=20, precision=0, label="toxicity samples per point", elem_id="sweep-samples")
+        characters = gr.Number(value=LIVE_PPL_CHARACTERS, precision=0, elem_id="sweep-ppl-characters",
+                               label="perplexity: characters of the Austen text")  # fmt: skip
     with gr.Row():
         run = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
         stop = gr.Button("Stop", elem_id="stop-sweep")
@@ -25,10 +30,13 @@ def build(controller: Controller, expression: gr.Textbox, names: gr.State):
     download = gr.File(label="results.csv")
 
     @guarded
-    def on_run(text: str, params: list[str], a: str, b: str, chosen: list[str], count: float, request: gr.Request):
+    def on_run(text: str, params: list[str], a: str, b: str, chosen: list[str], count: float, sampled: float,
+               length: float, request: gr.Request):  # fmt: skip
         grids = dict(zip(params, [a, b], strict=False))
         frame = None
-        for figure, frame, done in controller.sweep(session_of(request), text, grids, chosen, int(count or 200)):
+        sizes = {"n": whole(count, "examples per classification task"), "samples": whole(sampled, "toxicity samples"),
+                 "ppl_characters": whole(length, "perplexity characters")}  # fmt: skip
+        for figure, frame, done in controller.sweep(session_of(request), text, grids, chosen, **sizes):
             yield figure, frame, done, None
         if frame is not None:
             path = controller.sweep_table(session_of(request), frame)
@@ -39,7 +47,15 @@ def build(controller: Controller, expression: gr.Textbox, names: gr.State):
         controller.stop(session_of(request))
         gr.Info("Stopping after this point.")
 
-    run.click(on_run, [expression, names, grid_a, grid_b, tasks, n], [plot, table, progress, download],
-              concurrency_id="long-runs")  # fmt: skip
+    run.click(on_run, [expression, names, grid_a, grid_b, tasks, n, samples, characters],
+              [plot, table, progress, download],
+              **LONG_RUN)  # fmt: skip
     stop.click(on_stop, None, None, queue=False)
     return tasks
+
+
+def whole(value: float | None, what: str) -> int:
+    """A number box's value as a count (the box sends a float, or None when cleared)."""
+    if value is None or value != value or int(value) != value:
+        raise WorkbenchError(f"{what} must be a whole number, got {value!r}")
+    return int(value)

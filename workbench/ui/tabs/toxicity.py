@@ -7,7 +7,7 @@ import gradio as gr
 from workbench.errors import WorkbenchError
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.ui.controller import Controller
-from workbench.ui.errors import guarded, session_of
+from workbench.ui.errors import LONG_RUN, guarded, session_of
 
 
 def build(controller: Controller) -> None:
@@ -34,7 +34,8 @@ def build(controller: Controller) -> None:
         count = int(count or 0)
         if not 1 <= count <= 400:
             raise WorkbenchError("samples per setting must be between 1 and 400")
+        gr.Info(f"Sampling and scoring {count} completions per setting: a minute or more on a CPU.")
         box, line, frame, scorer_note = controller.toxicity(session_of(request), name.strip(), lines, count, lams)
         return box, line, frame, scorer_note
 
-    run.click(on_run, [module, prompts, samples, lambdas], [boxes, curve, table, note], concurrency_id="long-runs")
+    run.click(on_run, [module, prompts, samples, lambdas], [boxes, curve, table, note], **LONG_RUN)
