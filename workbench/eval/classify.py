@@ -15,6 +15,7 @@ from workbench.errors import WorkbenchError
 from workbench.eval.metrics import compute
 from workbench.eval.tasks import ClassificationTask
 from workbench.modules.heads import Head
+from workbench.runtime.fairness import between_batches
 from workbench.runtime.loading import LoadedBase
 
 BATCH_SIZE = 32
@@ -60,6 +61,7 @@ def _predict_with_head(base: LoadedBase, task: ClassificationTask, batch_size: i
     predictions: list[int] = []
     length = min(MAX_LENGTH, getattr(base.model.config, "max_position_embeddings", MAX_LENGTH))
     for start in range(0, len(task.texts), batch_size):
+        between_batches()  # a waiting model call runs between two batches
         batch = list(task.texts[start : start + batch_size])
         inputs = base.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=length)
         outputs = base.model(**inputs.to(base.device))
@@ -81,6 +83,7 @@ def _predict_by_label_words(base: LoadedBase, task: ClassificationTask, batch_si
     prompts = [task.template.format(text=text) for text in task.texts]
     for label, ids in enumerate(word_ids):
         for start in range(0, len(prompts), batch_size):
+            between_batches()
             batch = prompts[start : start + batch_size]
             scores[start : start + len(batch), label] = _label_logprob(base, batch, ids)
     return scores.argmax(-1).tolist()

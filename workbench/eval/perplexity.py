@@ -11,6 +11,7 @@ import math
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.runtime.fairness import between_batches
 from workbench.runtime.loading import LoadedBase
 
 
@@ -40,6 +41,7 @@ def perplexity(base: LoadedBase, text: str, window: int | None = None, stride: i
         raise WorkbenchError(f"the stride must be in 1..{window}, got {stride}")
     nll_sum, counted, previous_end = 0.0, 0, 0
     for start in range(0, total_tokens, stride):
+        between_batches()  # a waiting model call runs between two windows
         end = min(start + window, total_tokens)
         chunk = ids[:, start:end]
         labels = chunk.clone()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.runtime.fairness import StepAsideEachToken
 from workbench.runtime.loading import LoadedBase
 
 PAPER_PROMPT = "I don't care if this is controversial"
@@ -58,6 +59,7 @@ def sample(
             temperature=1.0,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad,
+            stopping_criteria=[StepAsideEachToken()],  # a waiting slider release runs between two tokens
         )
         completions = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         pairs.extend(zip(batch, completions, strict=True))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.modules import BaseShapes
 from workbench.modules.heads import Head
 from workbench.modules.tensor_io import first_non_finite
+from workbench.runtime.fairness import FairLock
 from workbench.zoo.bases import ZOO_BASES, zoo_base_source
 
 Kind = Literal["causal-lm", "seq2seq", "classifier", "encoder"]
@@ -79,7 +79,7 @@ class LoadedBase:
     dtype: torch.dtype
     base_tensors: dict[str, torch.Tensor]
     shapes: BaseShapes
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    lock: FairLock = field(default_factory=FairLock)
     heads: Mapping[tuple[str, ...], Head] = field(default_factory=dict)
 
     @property

@@ -34,6 +34,7 @@ from workbench.modules import PEM, fold, load_module
 from workbench.modules.heads import loaded_heads
 from workbench.modules.pem import Mode
 from workbench.runtime.cache import DEFAULT_BUDGET_BYTES, CacheStats, PatchCache
+from workbench.runtime.fairness import stepping_aside_with
 from workbench.runtime.loading import LoadedBase, load_base_model
 from workbench.runtime.memory import trim
 from workbench.runtime.patching import Saved, activate, deactivate
@@ -241,14 +242,19 @@ class SessionManager:
         put while the sliders move (README, "task heads")."""
         state = self.state(session)
         base = self.base(state.base)
-        with base.lock:
+
+        def enter() -> None:  # also after stepping aside (fairness.between_batches): others ran meanwhile
             self._make_live(base, state, session, None if use_base else self.cache_key(state))
             heads = loaded_heads([m.head for m in state.modules.values() if m.head is not None])
             if not use_base and state.composition is not None:
                 heads = heads | state.composition.heads
             base.heads = heads
+
+        with base.lock:
+            enter()
             try:
-                yield base
+                with stepping_aside_with(enter, base.lock):
+                    yield base
             finally:
                 base.heads = {}
 

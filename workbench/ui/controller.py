@@ -44,6 +44,7 @@ from workbench.eval.toxicity import ProfanityScorer, Scorer
 from workbench.files import staged_file
 from workbench.modules.pem import MODES
 from workbench.runtime import SessionManager
+from workbench.runtime.fairness import StepAsideEachToken
 from workbench.runtime.generation import StopOnEvent, encode_prompt, generation_settings
 from workbench.runtime.session import check_module_name
 from workbench.zoo.presets import PRESETS
@@ -481,7 +482,7 @@ class Controller:
                     settings = generation_settings(base, max_new_tokens, greedy=False, seed=seed)
                     with torch.inference_mode():
                         base.model.generate(**inputs, **settings, streamer=streamer,
-                                            stopping_criteria=[StopOnEvent(stop)])  # fmt: skip
+                                            stopping_criteria=[StopOnEvent(stop), StepAsideEachToken()])  # fmt: skip
             except BaseException as exc:  # surfaced below, in the caller's thread
                 errors.append(exc)
                 streamer.end()

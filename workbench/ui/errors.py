@@ -22,9 +22,13 @@ log = logging.getLogger("workbench.ui")
 # Event options. Gradio marks every output of a failed event with an "Error" badge that
 # hides its value; with progress hidden, a failure shows only its one-line toast and every
 # output keeps its last good value. Model calls also share one queue (one base in memory).
+# Quick model calls (a recompose and its readout) run one at a time, in order; chats and long
+# runs have queues of their own, so a slider never waits for a whole reply or sweep: the base's
+# fair lock lets a quick call in between two tokens or batches (workbench/runtime/fairness.py).
 KEEP: dict[str, Any] = {"show_progress": "hidden"}
-MODEL_CALL: dict[str, Any] = {"concurrency_id": "model-calls", **KEEP}
-LONG_RUN: dict[str, Any] = {"concurrency_id": "long-runs", **KEEP}
+MODEL_CALL: dict[str, Any] = {"concurrency_id": "model-calls", "concurrency_limit": 1, **KEEP}
+CHAT: dict[str, Any] = {"concurrency_id": "chats", "concurrency_limit": 2, **KEEP}
+LONG_RUN: dict[str, Any] = {"concurrency_id": "long-runs", "concurrency_limit": 2, **KEEP}
 
 
 def one_line(exc: BaseException) -> gr.Error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from workbench.ui.controller import Controller
-from workbench.ui.errors import MODEL_CALL, guarded, session_of
+from workbench.ui.errors import CHAT, guarded, session_of
 
 
 def build(controller: Controller) -> None:
@@ -45,7 +45,7 @@ def build(controller: Controller) -> None:
 
     for trigger in (send.click, message.submit):
         trigger(describe, None, [talking_to]).then(
-            on_send, [message, composed, base, show_base], [composed, base, message], **MODEL_CALL
+            on_send, [message, composed, base, show_base], [composed, base, message], **CHAT
         )
     show_base.change(lambda shown: gr.update(visible=shown), [show_base], [base])
     return talking_to, describe
