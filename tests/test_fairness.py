@@ -93,3 +93,28 @@ def test_replies_stepping_aside_are_the_replies_alone(controller) -> None:
         moves = [pool.submit(controller.recompose, "slider", "lam*a", {"lam": lam}) for lam in (0.1, 0.6, 0.9)]
         assert [reply.result(timeout=120) for reply in replies] == [alone, alone]
         assert all(move.result(timeout=120)["readout"] for move in moves)
+
+
+def test_a_long_job_keeps_its_own_composition_when_its_session_moves_on(controller) -> None:
+    """The same user moves the slider while their own long job runs: the job finishes on the
+    composition it started with; the new λ is what the session runs next."""
+    manager = controller.manager
+    seen: list[object] = []
+    started = threading.Event()
+
+    def long_job() -> None:
+        with manager.model_for("chatty") as base:
+            started.set()
+            for _ in range(100):
+                between_batches()
+                seen.append(manager._live[base.key].key)
+                time.sleep(0.005)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        job = pool.submit(long_job)
+        started.wait(timeout=30)
+        first_key = manager._live[manager.base(manager.state("chatty").base).key].key
+        pool.submit(controller.recompose, "chatty", "-lam*toxic", {"lam": 0.2}).result(timeout=60)
+        job.result(timeout=60)
+    assert set(seen) == {first_key}
+    assert manager.state("chatty").values == {"lam": 0.2}

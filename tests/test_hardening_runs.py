@@ -3,6 +3,7 @@
 import errno
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -348,9 +349,12 @@ def test_staged_folder_moves_into_place_or_leaves_nothing(tmp_path) -> None:
         (staging / "a.txt").write_text("a")
         assert not target.exists()
     assert (target / "a.txt").read_text() == "a" and [p.name for p in target.parent.iterdir()] == ["out"]
-    with pytest.raises(FileExistsError), staged_folder(target) as staging:
+    with pytest.raises(FileExistsError, match="results are kept in") as refused, staged_folder(target) as staging:
         (staging / "b.txt").write_text("b")  # a folder with content is never replaced unless asked
-    assert [p.name for p in target.iterdir()] == ["a.txt"] and [p.name for p in target.parent.iterdir()] == ["out"]
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    assert (staging / "b.txt").read_text() == "b" and str(staging) in str(refused.value)  # finished work is kept
+    shutil.rmtree(staging)
+    assert [p.name for p in target.parent.iterdir()] == ["out"]
     with pytest.raises(KeyboardInterrupt), staged_folder(target, replace=True) as staging:
         (staging / "c.txt").write_text("c")
         raise KeyboardInterrupt

@@ -226,3 +226,58 @@ def test_each_sweep_measure_has_its_own_size(controller) -> None:
     assert measures[0].n == 3 and len(measures[1].text) == 500
     with pytest.raises(WorkbenchError, match="toxicity samples"):
         controller.measures(["toxicity"], n=10, samples=0)
+
+
+def test_a_restore_that_fails_halfway_leaves_the_session_as_it_was(controller, adapters, tmp_path,
+                                                                    monkeypatch) -> None:  # fmt: skip
+    import shutil as sh
+
+    from safetensors.torch import load_file, save_file
+
+    allowed = [os.environ["WORKBENCH_ALLOWED_PATHS"], str(tmp_path)]
+    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", os.pathsep.join(allowed))
+    copy = tmp_path / "a-copy"
+    sh.copytree(adapters["llama"]["lora_a"], copy)
+    controller.add_adapter("s", "c", str(copy))
+    controller.recompose("s", "lam*c", {"lam": 0.5})  # row 0 ran on c as it was
+    controller.add_adapter("s", "b", str(adapters["llama"]["lora_c"]))
+    controller.recompose("s", "-toxic", {})
+    weights = copy / "adapter_model.safetensors"
+    save_file({k: v * 1.5 for k, v in load_file(str(weights)).items()}, str(weights))  # c changes on disk
+    with pytest.raises(WorkbenchError, match="changed on disk"):
+        controller.restore("s", 0)
+    state = controller.manager.state("s")
+    assert sorted(state.modules) == ["a", "b", "c", "toxic"] and state.expression == "-toxic"
+
+
+def test_a_replacement_that_would_overflow_is_refused_before_anything_changes(controller, adapters, tmp_path,
+                                                                               monkeypatch) -> None:  # fmt: skip
+    import shutil as sh
+
+    from safetensors.torch import load_file, save_file
+
+    allowed = [os.environ["WORKBENCH_ALLOWED_PATHS"], str(tmp_path)]
+    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", os.pathsep.join(allowed))
+    huge = tmp_path / "huge"
+    sh.copytree(adapters["llama"]["lora_a"], huge)
+    weights = huge / "adapter_model.safetensors"
+    save_file({k: v * 1e21 for k, v in load_file(str(weights)).items()}, str(weights))
+    shown = controller.recompose("s", "lam*a", {"lam": 0.5})
+    with pytest.raises(WorkbenchError, match="overflows"):
+        controller.add_adapter("s", "a", str(huge), replace=True)
+    assert controller.recompose("s", "lam*a", {"lam": 0.5})["readout"] == shown["readout"]
+
+
+@pytest.mark.parametrize("path", ["~nosuchuser-xyz/x", "a\x00b", "~nosuchuser-xyz"])
+def test_unusable_paths_are_one_line(controller, path) -> None:
+    with pytest.raises(WorkbenchError):
+        controller.add_adapter("s", "x", path)
+    with pytest.raises(WorkbenchError):
+        controller.load_base("s", path)
+    assert controller.manager.state("s").modules.keys() == {"a", "toxic"}
+
+
+def test_chatting_keeps_a_session_alive(controller) -> None:
+    controller.ui("s").seen -= 10 * 3600
+    list(controller.chat("s", "hi", max_new_tokens=2))
+    assert controller.end_idle_sessions() == []

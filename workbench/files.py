@@ -23,8 +23,9 @@ from pathlib import Path
 
 
 def _beside(target: Path, kind: str) -> Path:
-    """A hidden, unused name next to `target`, so a leftover is recognisable and never clashes."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.{kind}")
+    """A hidden, unused name next to `target`, so a leftover is recognisable and never clashes.
+    The target's name is shortened so that a target of a legal length gets a legal staging name."""
+    return target.with_name(f".{target.name[:64]}.{secrets.token_hex(4)}.{kind}")
 
 
 def _name_target(exc: OSError, staging: Path, target: Path) -> None:
@@ -36,10 +37,14 @@ def _name_target(exc: OSError, staging: Path, target: Path) -> None:
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    """Clean-up after a failure: never raises, so the first error is the one reported."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _lexical(target: Path | str) -> Path:
@@ -48,26 +53,24 @@ def _lexical(target: Path | str) -> Path:
     return Path(os.path.abspath(target))
 
 
-def _make_parents(target: Path) -> Path | None:
-    """Create `target`'s missing parent folders; return the topmost one made (None if none)."""
-    missing = [parent for parent in target.parents if not os.path.lexists(parent)]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return missing[-1] if missing else None
+class _Made:
+    """The parent folders of `target` that were missing, made for it and taken back on failure."""
 
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.missing = [parent for parent in target.parents if not os.path.lexists(parent)]
 
-def _remove_made(made: Path | None, target: Path) -> None:
-    """Take back the parent folders `_make_parents` made, while they are still empty."""
-    if made is None:
-        return
-    folder = target.parent
-    while True:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        if folder == made:
-            return
-        folder = folder.parent
+    def parents(self) -> None:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        """Remove the folders made, innermost first, while they are empty; never raises."""
+        for folder in self.missing:  # innermost first, as Path.parents lists them
+            try:
+                folder.rmdir()
+            except OSError:
+                if os.path.lexists(folder):
+                    return
 
 
 def _refuse_existing(target: Path) -> None:
@@ -103,15 +106,26 @@ def staged_folder(target: Path, replace: bool = False) -> Iterator[Path]:
     the block ends otherwise); with `replace`, the finished folder replaces what was there.
     """
     target = _lexical(target)
-    made = _make_parents(target)
     staging = _beside(target, "staging")
+    made = _Made(target)
     try:
+        made.parents()
         staging.mkdir()
         yield staging
-        _move_into_place(staging, target, replace)
     except BaseException as exc:
         _remove(staging)
-        _remove_made(made, target)
+        made.remove()
+        if isinstance(exc, OSError):
+            _name_target(exc, staging, target)
+        raise
+    try:
+        _move_into_place(staging, target, replace)
+    except FileExistsError:  # something else took `target` while we worked: keep what we made
+        raise FileExistsError(errno.EEXIST, f"appeared while this ran; the results are kept in {staging}",
+                              str(target)) from None  # fmt: skip
+    except BaseException as exc:
+        _remove(staging)
+        made.remove()
         if isinstance(exc, OSError):
             _name_target(exc, staging, target)
         raise
@@ -122,15 +136,16 @@ def staged_file(target: Path) -> Iterator[Path]:
     """Yield an empty file beside `target` to write; when the block ends without error it
     replaces `target` atomically, else it is removed and `target` is untouched."""
     target = _lexical(target)
-    made = _make_parents(target)
     partial = _beside(target, "partial")
+    made = _Made(target)
     try:
+        made.parents()
         partial.touch(exist_ok=False)
         yield partial
         os.replace(partial, target)
     except BaseException as exc:
-        partial.unlink(missing_ok=True)
-        _remove_made(made, target)
+        _remove(partial)
+        made.remove()
         if isinstance(exc, OSError):
             _name_target(exc, partial, target)
         raise

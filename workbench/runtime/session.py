@@ -23,7 +23,7 @@ import itertools
 import threading
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -65,6 +65,12 @@ class SessionState:
     mode: Mode = "exact"
     merge: MergeOptions = field(default_factory=MergeOptions)
     composition: Composition | None = None
+
+
+def _copy(state: SessionState) -> SessionState:
+    """A shallow copy whose dicts are its own: set_composition and add_module replace the
+    session's fields, so the copy keeps describing what it was taken from."""
+    return replace(state, modules=dict(state.modules), values=dict(state.values))
 
 
 def _snapshot(state: SessionState) -> tuple:
@@ -120,6 +126,26 @@ class SessionManager:
             self._sessions[session] = state
         return state
 
+    def rebuild(self, session: str, base: str, modules: Mapping[str, str | Path | PEM], expression: str = "",
+                values: Mapping[str, float] | None = None, mode: Mode = "exact") -> SessionState:  # fmt: skip
+        """Open `session` on `base` with `modules` and a composition, all or nothing: every
+        module is loaded and checked, and the composition composed, before the session's old
+        state is replaced. A preset that fails halfway leaves the session as it was."""
+        loaded = self.base(base)
+        state = SessionState(base=base)
+        for name, source in modules.items():
+            check_module_name(name)
+            module = load_module(source, loaded.shapes) if not isinstance(source, PEM) else source
+            module.check_fits(loaded.shapes, name)
+            state.modules[name] = module
+        if expression.strip():
+            state.composition = compose(state.modules, expression, values or {}, mode)
+            state.composition.check_finite(state.composition.combined_tensors())
+        state.expression, state.values, state.mode = expression, dict(values or {}), mode
+        with self._lock:
+            self._sessions[session] = state
+        return state
+
     def state(self, session: str) -> SessionState:
         with self._lock:
             state = self._sessions.get(session)
@@ -155,9 +181,11 @@ class SessionManager:
         module = load_module(source, base.shapes) if not isinstance(source, PEM) else source
         module.check_fits(base.shapes, name)
         modules = {**state.modules, name: module}
-        if state.composition is not None and name in state.composition.combination.modules:
-            state.composition = compose(modules, state.expression, state.values, state.mode, state.merge)
-        state.modules = modules
+        composition = state.composition
+        if composition is not None and name in composition.combination.modules:
+            composition = compose(modules, state.expression, state.values, state.mode, state.merge)
+            composition.check_finite(composition.combined_tensors())  # refused before anything changes
+        state.modules, state.composition = modules, composition
         return module
 
     def check_free_name(self, session: str, name: str, replace: bool = False) -> None:
@@ -240,14 +268,15 @@ class SessionManager:
         or an empty expression) always reads through the loaded modules' averaged heads, a
         choice that does not depend on λ: the base line of a sweep and the base readout stay
         put while the sliders move (README, "task heads")."""
-        state = self.state(session)
+        state = _copy(self.state(session))  # what this call runs, even if the session moves on meanwhile
         base = self.base(state.base)
+        key = None if use_base else self.cache_key(state)
+        heads = loaded_heads([m.head for m in state.modules.values() if m.head is not None])
+        if not use_base and state.composition is not None:
+            heads = heads | state.composition.heads
 
         def enter() -> None:  # also after stepping aside (fairness.between_batches): others ran meanwhile
-            self._make_live(base, state, session, None if use_base else self.cache_key(state))
-            heads = loaded_heads([m.head for m in state.modules.values() if m.head is not None])
-            if not use_base and state.composition is not None:
-                heads = heads | state.composition.heads
+            self._make_live(base, state, session, key)
             base.heads = heads
 
         with base.lock:

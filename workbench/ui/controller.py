@@ -42,6 +42,7 @@ from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.eval.toxicity import ProfanityScorer, Scorer
 from workbench.files import staged_file
+from workbench.modules import load_module
 from workbench.modules.pem import MODES
 from workbench.runtime import SessionManager
 from workbench.runtime.fairness import StepAsideEachToken
@@ -53,6 +54,8 @@ from workbench.zoo.registry import ASSETS, DATA, zoo_adapter_path, zoo_adapters
 UPLOAD_SUFFIXES = (".safetensors", ".json", ".pth")
 UPLOAD_LIMIT_BYTES = 200 * 2**20  # per module, all its files together
 UPLOAD_MAX_FILES = 8
+MAX_UPLOADS = 20  # per session: each upload stays on disk (History rows may reload it) until the session ends
+SESSION_UPLOAD_BYTES = 2 * 2**30
 READOUT_PROMPT = "The weather today is"
 READOUT_EXAMPLES = 32  # per task: a classifier's quick readout stays well under a second
 MAX_PARAMETERS = 4
@@ -86,6 +89,7 @@ class UiSession:
     history: list[HistoryEntry] = field(default_factory=list)
     folder: Path | None = None  # the session's own temp dir (uploads, exports, tables); removed when it ends
     uploads: int = 0
+    uploaded_bytes: int = 0
     seen: float = field(default_factory=time.monotonic)  # last call, for ending abandoned sessions
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -111,7 +115,11 @@ def allowed_roots() -> list[Path]:
 
 
 def check_allowed(path: Path) -> Path:
-    resolved = path.expanduser().resolve()
+    try:
+        resolved = path.expanduser().resolve()
+    except (RuntimeError, ValueError, OSError):  # ~nosuchuser, a NUL byte, a loop of links
+        shown = str(path)[:200]
+        raise WorkbenchError(f"{shown!r} is not a usable path; give a folder inside the allowed folders") from None
     if not any(resolved == root or root in resolved.parents for root in allowed_roots()):
         raise WorkbenchError(f"{path} is outside the allowed folders; set WORKBENCH_ALLOWED_PATHS to add one")
     return resolved
@@ -163,11 +171,8 @@ class Controller:
             if chosen is None:
                 raise WorkbenchError(f"unknown preset {preset!r}")
             paths = {name: zoo_adapter_path(zoo) for name, zoo in chosen.adapters.items()}
-            self.manager.open(session, chosen.base)
-            for name, path in paths.items():
-                self.manager.add_module(session, name, path)
             values = {k: v for k, v in chosen.values.items() if k in parse(chosen.expression, paths).parameters}
-            self.manager.set_composition(session, chosen.expression, values)
+            self.manager.rebuild(session, chosen.base, paths, chosen.expression, values)
             return chosen.expression
         self.manager.open(session, base or "smollm2-135m-instruct")
         return ""
@@ -192,7 +197,9 @@ class Controller:
         base = base.strip()
         if not base:
             raise WorkbenchError("name a base model: a zoo name, a local folder or a hub id")
-        if Path(base).expanduser().exists():
+        if "\x00" in base or len(base) > 4096:
+            raise WorkbenchError("the base model's name is not a usable name or path")
+        if base.startswith("~") or Path(base).exists():
             base = str(check_allowed(Path(base)))
         self.manager.open(session, base)
         return self.modules_table(session)
@@ -228,10 +235,15 @@ class Controller:
             if not source.is_file():
                 raise WorkbenchError(f"{source.name} did not arrive; upload it again")
             total += source.stat().st_size
+        if ui.uploads >= MAX_UPLOADS or ui.uploaded_bytes + total > SESSION_UPLOAD_BYTES:
+            held = f"{ui.uploads} modules, {ui.uploaded_bytes / 2**20:.0f} MB"
+            limits = f"{MAX_UPLOADS} modules or {SESSION_UPLOAD_BYTES // 2**30} GB"
+            raise WorkbenchError(f"this session holds {held} of uploads; the limit is {limits}: reload the page")
         if total > UPLOAD_LIMIT_BYTES:
             limit = UPLOAD_LIMIT_BYTES / 2**20
             raise WorkbenchError(f"the upload is {total / 2**20:.1f} MB; the limit is {limit:g} MB")
         ui.uploads += 1
+        ui.uploaded_bytes += total
         folder = Path(tempfile.mkdtemp(prefix=f"upload{ui.uploads}-", dir=self.session_folder(session)))
         try:
             for source in sources:
@@ -241,9 +253,11 @@ class Controller:
             self.manager.add_module(session, name, module_path, replace=replace)
         except WorkbenchError as exc:
             shutil.rmtree(folder, ignore_errors=True)  # our own fresh folder: nothing of the user's
+            ui.uploaded_bytes -= total
             raise WorkbenchError(str(exc).replace(str(folder), f"the upload {name}")) from None  # no server paths
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
+            ui.uploaded_bytes -= total
             raise
         return self.modules_table(session)
 
@@ -352,12 +366,13 @@ class Controller:
         if missing:
             raise WorkbenchError(f"this row ran on module(s) {', '.join(missing)}, whose files are gone; "
                                  "load them again to restore it")  # fmt: skip
-        self.manager.open(session, entry.base)
+        modules = {}
         for name, (source, fingerprint) in entry.modules.items():
-            module = self.manager.add_module(session, name, source)
-            if module.fingerprint != fingerprint:
-                raise WorkbenchError(f"module {name} at {source} has changed since this row was made; "
+            modules[name] = load_module(source)
+            if modules[name].fingerprint != fingerprint:
+                raise WorkbenchError(f"module {name} has changed on disk since this row was made; "
                                      "it cannot be restored exactly")  # fmt: skip
+        self.manager.rebuild(session, entry.base, modules)  # all or nothing: a refusal leaves the session as it was
 
     # sweeps --------------------------------------------------------------
 
@@ -412,6 +427,7 @@ class Controller:
     def toxicity(self, session: str, module: str, prompts: Sequence[str], samples: int, lambdas: Sequence[float],
                  seed: int = 0) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:  # fmt: skip
         """Score samples from the base, the module, and the module negated at each λ."""
+        self.ui(session)
         state = self.manager.state(session)
         if module not in state.modules:
             raise WorkbenchError(f"no module named {module!r} is loaded")
@@ -461,7 +477,8 @@ class Controller:
         generator (the user left) stops generation at the next token."""
         from transformers import TextIteratorStreamer  # imported on first chat: it is slow to import
 
-        if not message.strip():
+        self.ui(session)  # chatting is activity: the session is not abandoned
+        if not isinstance(message, str) or not message.strip():
             raise WorkbenchError("type a message first")
         if len(message) > MAX_CHAT_CHARACTERS:
             raise WorkbenchError(
@@ -478,6 +495,8 @@ class Controller:
         def generate() -> None:
             try:
                 with self.manager.model_for(session, use_base=use_base) as base:
+                    if base.tokenizer is not tokenizer:  # a Load base landed between the call and its turn
+                        raise WorkbenchError("the base model changed as the reply started; send the message again")
                     inputs = encode_prompt(base, message, chat=base.has_chat_template)
                     settings = generation_settings(base, max_new_tokens, greedy=False, seed=seed)
                     with torch.inference_mode():
