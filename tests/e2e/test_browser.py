@@ -254,3 +254,24 @@ def test_switching_preset_keeps_the_mode_on_screen_and_in_history(page) -> None:
         page.wait_for_timeout(1000)
     assert table.inner_text().count("exact") == 1, table.inner_text()  # only the entry made on load
     assert page.locator("#mode input[value='paper']").is_checked()
+
+
+def test_a_slider_moved_during_a_sweep_is_what_chat_runs_after_it(page) -> None:
+    if "unlearning" not in page.locator("#status").inner_text():
+        pytest.skip("the zoo's toxic module is not built")
+    readout = textbox(page, "readout")
+    first = wait_for_value(readout, lambda v: v.startswith("next token"))
+    page.get_by_role("tab", name="Sweep").click()
+    textbox(page, "grid-a").fill("0:1:0.25")
+    page.locator("#run-sweep").click()
+    progress = textbox(page, "sweep-progress")
+    page.wait_for_function("el => /^[0-9]+\\//.test(el.value)", arg=progress.element_handle())
+    page.get_by_role("tab", name="Compose").click()
+    set_slider(page, 0, 1.3)  # while the sweep runs
+    page.wait_for_function("([el, old]) => el.value !== old", arg=[readout.element_handle(), first], timeout=120_000)
+    page.get_by_role("tab", name="Sweep").click()
+    page.wait_for_function("el => el.value.startsWith('done')", arg=progress.element_handle(), timeout=300_000)
+    page.get_by_role("tab", name="Chat").click()
+    textbox(page, "chat-message").fill("Hi")
+    page.locator("#chat-send").click()
+    page.get_by_text(re.compile(r"Talking to -lam\*toxic \(lam=1\.3; exact\)")).wait_for(timeout=60_000)
