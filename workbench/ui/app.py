@@ -8,6 +8,7 @@ from workbench.errors import WorkbenchError
 from workbench.ui.controller import UPLOAD_LIMIT_BYTES, Controller
 from workbench.ui.errors import KEEP, guarded, session_of
 from workbench.ui.tabs import chat, compose, export, history, models, sweep, toxicity
+from workbench.zoo.bases import ZOO_BASES, weights_note
 from workbench.zoo.presets import PRESETS
 
 DEFAULT_PRESET = "unlearning-lora"
@@ -48,7 +49,8 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             session keeps what it had (or, on a first visit, gets the bare SmolLM2)."""
             try:
                 expression_text = controller.start(session, preset=name)
-                note = f"Loaded preset **{name}**: `{expression_text}` on `{PRESETS[name].base}`. {ALSO}"
+                weights = weights_note(PRESETS[name].base) if PRESETS[name].base in ZOO_BASES else ""
+                note = f"Loaded preset **{name}**: `{expression_text}` on `{PRESETS[name].base}`. {ALSO}\n\n{weights}."
             except WorkbenchError as exc:
                 if session in controller.manager.sessions:
                     raise

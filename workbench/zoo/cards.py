@@ -26,6 +26,7 @@ from workbench.eval.sampling import PAPER_PROMPT, sample
 from workbench.eval.tasks import ClassificationTask, load_csv_task
 from workbench.eval.toxicity import ProfanityScorer, summarise
 from workbench.runtime import SessionManager
+from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.recipes import Recipe
 from workbench.zoo.registry import DATA
 
@@ -120,6 +121,8 @@ def unlearning_card(recipe: Recipe, report: UnlearningReport, train_seconds: flo
 
 A {recipe.pem_type.upper() if recipe.pem_type != "ia3" else "(IA)³"} module on `{recipe.base}` for {recipe.purpose}.
 
+Trained and measured on {ZOO_BASES[recipe.base].weights}.
+
 ## Training
 
 | | |
@@ -209,6 +212,8 @@ def classifier_card(recipe: Recipe, report: ClassifierReport, train_seconds: flo
 
 A {TYPE_NAMES[recipe.pem_type]} module on `{recipe.base}` for {recipe.purpose}. It carries {head},
 saved with it as PEFT's `modules_to_save` does.
+
+Trained and measured on {ZOO_BASES[recipe.base].weights}.
 
 ## Training
 
