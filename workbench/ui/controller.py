@@ -48,6 +48,7 @@ from workbench.runtime import SessionManager
 from workbench.runtime.fairness import StepAsideEachToken
 from workbench.runtime.generation import StopOnEvent, encode_prompt, generation_settings
 from workbench.runtime.session import check_module_name
+from workbench.ui.gpu import GpuRunner, on_gpu
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.registry import ASSETS, DATA, zoo_adapter_path, zoo_adapters
 
@@ -59,6 +60,9 @@ SESSION_UPLOAD_BYTES = 2 * 2**30
 READOUT_PROMPT = "The weather today is"
 READOUT_EXAMPLES = 32  # per task: a classifier's quick readout stays well under a second
 MAX_PARAMETERS = 4
+READOUT_SECONDS = 20  # what a model call may need on a GPU worker (ui/gpu.py), generously
+SECONDS_PER_TOKEN = 0.1
+SECONDS_PER_POINT = 20
 MAX_TOXICITY_LAMBDAS = 11
 MAX_HISTORY = 200  # per session; the oldest entries go first
 SESSION_IDLE_SECONDS = 6 * 3600  # a session silent this long is ended when another one starts
@@ -126,9 +130,11 @@ def check_allowed(path: Path) -> Path:
 
 
 class Controller:
-    def __init__(self, manager: SessionManager | None = None, scorer: Scorer | None = None) -> None:
+    def __init__(self, manager: SessionManager | None = None, scorer: Scorer | None = None,
+                 gpu: GpuRunner = on_gpu) -> None:  # fmt: skip
         self.manager = manager or SessionManager()
         self.scorer = scorer or ProfanityScorer()
+        self.gpu = gpu  # where model calls run: a ZeroGPU worker on a Space (ui/gpu.py)
         self.results = ResultCache()
         self._ui: dict[str, UiSession] = {}
 
@@ -320,9 +326,12 @@ class Controller:
         return {"canonical": composition.combination.canonical if composition else "(base model)",
                 "coefficients": coefficients, "readout": readout}  # fmt: skip
 
-    @torch.inference_mode()
     def readout(self, session: str, use_base: bool = False, prompt: str = READOUT_PROMPT) -> str:
         """Next-token top 5 for language models; accuracy on a small batch for classifiers."""
+        return self.gpu(self._readout_here, READOUT_SECONDS)(session, use_base, prompt)
+
+    @torch.inference_mode()
+    def _readout_here(self, session: str, use_base: bool, prompt: str) -> str:
         with self.manager.model_for(session, use_base=use_base) as base:
             if base.kind in ("classifier", "encoder"):
                 labels = getattr(base.model.config, "num_labels", 0)
@@ -409,7 +418,14 @@ class Controller:
         stop = self.ui(session).stop
         stop.clear()
         columns = [c for m in measures for c in m.columns]
-        for update in sweep(self.manager, session, expression, axes, measures, self.results, stop=stop):
+        points = math.prod(len(axis.values) for axis in axes) + 8  # and the reference rows
+        updates = self.gpu(sweep, READOUT_SECONDS + SECONDS_PER_POINT * points)(
+            self.manager, session, expression, axes, measures, self.results, stop=stop
+        )
+        for update in updates:
+            if stop.is_set():  # checked here too: a sweep on a GPU worker does not see this process's flag
+                updates.close()
+                break
             frame = update.frame
             if len(axes) == 2:
                 figure = heatmap(frame, axes[0].name, axes[1].name, columns[0])
@@ -441,21 +457,18 @@ class Controller:
         settings = [("base", "", {}), (module, module, {})] + [
             (f"-{lam:g}·{module}", "-lam*" + module, {"lam": lam}) for lam in lambdas
         ]
+        seconds = READOUT_SECONDS + len(settings) * samples * len(measure.prompts) * SECONDS_PER_TOKEN
+        runs = self.gpu(self._samples_here, seconds)(session, settings, measure, ppl)
         rows, curve = [], []
-        with self.manager.scratch(session) as trial:
-            for label, expression, values in settings:
-                self.manager.set_composition(trial, expression, values, state.mode)
-                with self.manager.model_for(trial) as base:
-                    pairs = measure.samples(base)
-                    summary, scores = measure.score_samples(pairs)
-                    perplexity = ppl.run(base)["perplexity"]
-                rows += [{"setting": label, "prompt": p, "completion": c, "score": s}
-                         for (p, c), s in zip(pairs, scores, strict=True)]  # fmt: skip
-                if expression.startswith("-lam"):
-                    curve.append({"kind": "point", "label": "", "lam": values["lam"], **summary,
-                                  "perplexity": perplexity})  # fmt: skip
-                elif label == "base":
-                    curve.append({"kind": "reference", "label": "base", **summary, "perplexity": perplexity})
+        for (label, expression, values), (pairs, perplexity) in zip(settings, runs, strict=True):
+            summary, scores = measure.score_samples(pairs)  # scoring needs no model: it runs here
+            rows += [{"setting": label, "prompt": p, "completion": c, "score": s}
+                     for (p, c), s in zip(pairs, scores, strict=True)]  # fmt: skip
+            if expression.startswith("-lam"):
+                curve.append({"kind": "point", "label": "", "lam": values["lam"], **summary,
+                              "perplexity": perplexity})  # fmt: skip
+            elif label == "base":
+                curve.append({"kind": "reference", "label": "base", **summary, "perplexity": perplexity})
         frame = pd.DataFrame(rows)
         boxes = go.Figure([go.Box(y=group["score"], name=name, boxpoints="all", jitter=0.3)
                            for name, group in frame.groupby("setting", sort=False)])  # fmt: skip
@@ -463,6 +476,18 @@ class Controller:
                             template="plotly_white")  # fmt: skip
         curve_figure = toxicity_plot(pd.DataFrame(curve), "lam") if lambdas else go.Figure()
         return boxes, curve_figure, frame, f"Scorer: {self.scorer.name}. {self.scorer.note}"
+
+    def _samples_here(self, session: str, settings: list[tuple[str, str, dict[str, float]]],
+                      measure: ToxicityMeasure, ppl: PerplexityMeasure) -> list[tuple[list[tuple[str, str]], float]]:
+        """Each setting's samples and perplexity, tried on a scratch copy of the session."""
+        mode = self.manager.state(session).mode
+        runs = []
+        with self.manager.scratch(session) as trial:
+            for _, expression, values in settings:
+                self.manager.set_composition(trial, expression, values, mode)
+                with self.manager.model_for(trial) as base:
+                    runs.append((measure.samples(base), ppl.run(base)["perplexity"]))
+        return runs
 
     # chat ----------------------------------------------------------------
 
@@ -475,8 +500,6 @@ class Controller:
         a `yield`. Gradio resumes a generator on whichever worker thread is free, so a lock
         held here would be released (or re-entered) by the wrong thread. Closing the
         generator (the user left) stops generation at the next token."""
-        from transformers import TextIteratorStreamer  # imported on first chat: it is slow to import
-
         self.ui(session)  # chatting is activity: the session is not abandoned
         if not isinstance(message, str) or not message.strip():
             raise WorkbenchError("type a message first")
@@ -484,9 +507,16 @@ class Controller:
             raise WorkbenchError(
                 f"the message is {len(message)} characters long; the limit is {MAX_CHAT_CHARACTERS}, shorten it"
             )
-        tokenizer = self.manager.base(self.manager.state(session).base).tokenizer
-        if tokenizer is None:
+        if self.manager.base(self.manager.state(session).base).tokenizer is None:
             raise WorkbenchError("this base model has no tokenizer, so it cannot chat; load a language model")
+        seconds = READOUT_SECONDS + SECONDS_PER_TOKEN * max_new_tokens
+        yield from self.gpu(self._reply_here, seconds)(session, message, use_base, max_new_tokens, seed)
+
+    def _reply_here(self, session: str, message: str, use_base: bool, max_new_tokens: int,
+                    seed: int) -> Iterator[str]:  # fmt: skip
+        from transformers import TextIteratorStreamer
+
+        tokenizer = self.manager.base(self.manager.state(session).base).tokenizer
         stop = threading.Event()
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         timeout=CHAT_STALL_SECONDS)  # fmt: skip
