@@ -281,3 +281,13 @@ def test_chatting_keeps_a_session_alive(controller) -> None:
     controller.ui("s").seen -= 10 * 3600
     list(controller.chat("s", "hi", max_new_tokens=2))
     assert controller.end_idle_sessions() == []
+
+
+def test_a_row_made_on_another_base_reloads_its_base_and_modules(controller, base_dirs) -> None:
+    first = controller.recompose("s", "lam*a", {"lam": 0.4})["readout"]
+    controller.load_base("s", str(base_dirs["gpt2"]))  # the session moves on: another base, no modules
+    assert controller.manager.state("s").modules == {}
+    entry = controller.restore("s", 0)
+    state = controller.manager.state("s")
+    assert state.base == entry.base and sorted(state.modules) == ["a", "toxic"]
+    assert controller.recompose("s", entry.expression, entry.values)["readout"] == first

@@ -95,6 +95,8 @@ def test_opens_with_the_default_loaded(page) -> None:
     assert "toxic" in table.inner_text()
     page.get_by_role("tab", name="Compose").click()
     assert "unlearning-lora" in status or "base model only" in status
+    if "unlearning-lora" in status:  # the menus show what the session is on
+        assert page.locator("#preset input").first.input_value() == "unlearning-lora"
     readout = textbox(page, "readout")
     wait_for_value(readout, lambda v: v.startswith("next token after"))
     page.screenshot(path=str(SHOTS / "compose.png"), full_page=True)
