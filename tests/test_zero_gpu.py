@@ -137,3 +137,24 @@ def test_on_a_space_model_calls_go_through_spaces_gpu(monkeypatch) -> None:
     assert on_gpu(square, 5000) is square  # not on a Space: the function itself
     monkeypatch.setenv("SPACES_ZERO_GPU", "1")
     assert on_gpu(square, 5000)(7) == 49 and seen == [300]  # the Space's longest request
+
+
+def test_a_worker_finds_the_composition_folded_in_the_server(pair, monkeypatch) -> None:
+    """ZeroGPU keeps nothing a worker computes; the server folds the composition before the
+    call, so the worker only activates it (a fold in the worker would raise here)."""
+    import os
+
+    import workbench.runtime.session as session_module
+
+    server = os.getpid()
+    real_fold = session_module.fold
+
+    def fold_in_the_server_only(*args: Any, **kwargs: Any) -> Any:
+        assert os.getpid() == server, "a worker folded: the server's cache was not used"
+        return real_fold(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "fold", fold_in_the_server_only)
+    local, remote = pair
+    for lam in (0.1, 0.7, 0.1):
+        assert remote.recompose("s", "lam*a", {"lam": lam})["readout"] == local.recompose(
+            "s", "lam*a", {"lam": lam})["readout"]  # fmt: skip

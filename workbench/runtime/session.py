@@ -302,17 +302,38 @@ class SessionManager:
             return
         patched = self.cache.get(key, session)
         if patched is None:
-            edits = state.composition.edits().renamed(base.shapes.resolve)
-            # Normal tensors even when called under inference_mode: they are cached and may be
-            # folded into again later, which inference tensors refuse outside that mode.
-            with torch.inference_mode(False), torch.no_grad():
-                patched = fold(edits, base.lookup, reuse=live.spare)
-            state.composition.check_finite(patched)  # refuse an overflow before it goes live
+            patched = self._fold(base, state, session, key, reuse=live.spare)
             live.spare = None
-            for evicted_key, tensors in self.cache.put(key, patched, session):
-                self._recycle(evicted_key, tensors)
+        elif next(iter(patched.values())).device.type != base.device.type:  # folded in the server, run on a GPU
+            patched = {name: tensor.to(base.device) for name, tensor in patched.items()}
         live.saved = activate(base.model, patched)
         live.key, live.patched = key, patched
+
+    def _fold(self, base: LoadedBase, state: SessionState, session: str, key: Hashable,
+              reuse: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Fold the composition into patched tensors, check them, and cache them."""
+        edits = state.composition.edits().renamed(base.shapes.resolve)
+        # Normal tensors even when called under inference_mode: they are cached and may be
+        # folded into again later, which inference tensors refuse outside that mode.
+        with torch.inference_mode(False), torch.no_grad():
+            patched = fold(edits, base.lookup, reuse=reuse)
+        state.composition.check_finite(patched)  # refuse an overflow before it goes live
+        for evicted_key, tensors in self.cache.put(key, patched, session):
+            self._recycle(evicted_key, tensors)
+        return patched
+
+    def prepare(self, session: str) -> None:
+        """Fold the session's composition into the cache now, in this process, without making
+        it live. On a ZeroGPU Space the model runs in forked workers that keep nothing: a
+        composition folded here, before the call, is inherited by every worker, which only
+        moves it to the GPU (ui/gpu.py). Elsewhere it only moves the fold a moment earlier."""
+        state = self.state(session)
+        key = self.cache_key(state)
+        if key is None or self.cache.budget == 0 or key in self.cache:
+            return
+        base = self.base(state.base)
+        with base.lock:
+            self._fold(base, state, session, key, reuse=None)
 
     def _recycle(self, key: Hashable, tensors: dict[str, torch.Tensor]) -> None:
         """Keep an evicted set as spare memory for its base's next fold, unless it is live."""

@@ -313,6 +313,7 @@ class Controller:
                 raise WorkbenchError(f"{name}={value} is out of range; sliders go from -2 to 2")
         with self.manager.reverting_on_error(session):
             composition = self.manager.set_composition(session, expression, values, mode)  # type: ignore[arg-type]
+            self.manager.prepare(session)  # folded here: a GPU worker inherits it (ui/gpu.py)
             readout = self.readout(session)
         pairs = composition.coefficients.items() if composition else []
         coefficients = pd.DataFrame([{"module": n, "coefficient": round(c, 6)} for n, c in pairs])
