@@ -97,6 +97,15 @@ def _move_into_place(staging: Path, target: Path, replace: bool) -> None:
     _remove(old)
 
 
+def _abandon(staging: Path, made: _Made, target: Path, exc: BaseException) -> None:
+    """After a failure: remove the staging and the parents made for it, and let the error
+    name the path the user asked for."""
+    _remove(staging)
+    made.remove()
+    if isinstance(exc, OSError):
+        _name_target(exc, staging, target)
+
+
 @contextmanager
 def staged_folder(target: Path, replace: bool = False) -> Iterator[Path]:
     """Yield a new, empty folder beside `target` to write into; when the block ends
@@ -113,10 +122,7 @@ def staged_folder(target: Path, replace: bool = False) -> Iterator[Path]:
         staging.mkdir()
         yield staging
     except BaseException as exc:
-        _remove(staging)
-        made.remove()
-        if isinstance(exc, OSError):
-            _name_target(exc, staging, target)
+        _abandon(staging, made, target, exc)
         raise
     try:
         _move_into_place(staging, target, replace)
@@ -124,10 +130,7 @@ def staged_folder(target: Path, replace: bool = False) -> Iterator[Path]:
         raise FileExistsError(errno.EEXIST, f"appeared while this ran; the results are kept in {staging}",
                               str(target)) from None  # fmt: skip
     except BaseException as exc:
-        _remove(staging)
-        made.remove()
-        if isinstance(exc, OSError):
-            _name_target(exc, staging, target)
+        _abandon(staging, made, target, exc)
         raise
 
 
@@ -144,8 +147,5 @@ def staged_file(target: Path) -> Iterator[Path]:
         yield partial
         os.replace(partial, target)
     except BaseException as exc:
-        _remove(partial)
-        made.remove()
-        if isinstance(exc, OSError):
-            _name_target(exc, partial, target)
+        _abandon(partial, made, target, exc)
         raise
