@@ -81,23 +81,23 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
 
         @guarded
         def on_base_loaded(request: gr.Request):
-            """After another base: no preset, no expression (the session starts bare)."""
+            """After another base: no preset (the session starts bare; the render clears Compose)."""
             session = session_of(request)
-            return gr.update(value=""), "", gr.update(choices=controller.tasks_for(session), value=[])
+            return gr.update(value=""), gr.update(choices=controller.tasks_for(session), value=[])
 
         @guarded
         def refresh_table(request: gr.Request):
             return controller.modules_table(session_of(request))
 
         opened = [status, shelf.table, view.expression, tasks, view.preset, shelf.base]
-        view.follow(app.load(on_start, None, opened, **KEEP)).then(describe, None, [talking_to], **KEEP)
-        view.follow(view.preset.input(on_preset, [view.preset], opened, **KEEP)).success(describe, None, [talking_to])
-        view.follow(shelf.loaded.success(on_base_loaded, None, [view.preset, view.expression, tasks], **KEEP)).success(
+        view.render(app.load(on_start, None, opened, **KEEP)).then(describe, None, [talking_to], **KEEP)
+        view.render(view.preset.input(on_preset, [view.preset], opened, **KEEP)).success(describe, None, [talking_to])
+        view.render(shelf.loaded.success(on_base_loaded, None, [view.preset, tasks], **KEEP)).success(
             describe, None, [talking_to], **KEEP
         )
         for added in shelf.added:  # a replaced module may be in the composition: Compose shows it again
-            view.follow(added)
-        view.follow(restored).success(refresh_table, None, [shelf.table], **KEEP).success(describe, None, [talking_to])
+            view.render(added)
+        view.render(restored).success(refresh_table, None, [shelf.table], **KEEP).success(describe, None, [talking_to])
 
         def on_unload(request: gr.Request) -> None:
             controller.release(session_of(request))

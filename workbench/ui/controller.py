@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import torch
 
 from workbench.algebra import parse, save_composition
-from workbench.errors import WorkbenchError
+from workbench.errors import IncompatibleError, WorkbenchError
 from workbench.eval import (
     ClassificationTask,
     PerplexityMeasure,
@@ -67,6 +67,7 @@ MAX_TOXICITY_LAMBDAS = 11
 MAX_HISTORY = 200  # per session; the oldest entries go first
 SESSION_IDLE_SECONDS = 6 * 3600  # a session silent this long is ended when another one starts
 MAX_CHAT_CHARACTERS = 4000  # about 1,000 tokens: a 60,000-character message held the model for minutes
+CHAT_JOIN_SECONDS = 10
 CHAT_STALL_SECONDS = 300  # a reply that waits this long for its next piece has stalled (e.g. a long queue)
 LIVE_PPL_CHARACTERS = 2000  # about 500 SmolLM2 tokens; the model cards use the whole 8,000-character slice
 
@@ -178,10 +179,20 @@ class Controller:
                 raise WorkbenchError(f"unknown preset {preset!r}")
             paths = {name: zoo_adapter_path(zoo) for name, zoo in chosen.adapters.items()}
             values = {k: v for k, v in chosen.values.items() if k in parse(chosen.expression, paths).parameters}
-            self.manager.rebuild(session, chosen.base, paths, chosen.expression, values)
+            mode = self.mode_of(session)  # the mode on screen carries over to the new preset
+            try:
+                self.manager.rebuild(session, chosen.base, paths, chosen.expression, values, mode)
+            except IncompatibleError as exc:
+                hint = "switch to exact first"
+                raise WorkbenchError(f"preset {preset} cannot run in {mode} mode ({exc}); {hint}") from None
             return chosen.expression
-        self.manager.open(session, base or "smollm2-135m-instruct")
+        mode = self.mode_of(session)
+        self.manager.open(session, base or "smollm2-135m-instruct").mode = mode
         return ""
+
+    def mode_of(self, session: str) -> str:
+        """The session's mode, which a new preset or base keeps (exact for a new session)."""
+        return self.manager.state(session).mode if session in self.manager.sessions else "exact"
 
     def warm(self, bases: Sequence[str]) -> None:
         """Load zoo bases ahead of time (a missing package is skipped: its presets say why)."""
@@ -207,7 +218,8 @@ class Controller:
             raise WorkbenchError("the base model's name is not a usable name or path")
         if base.startswith("~") or Path(base).exists():
             base = str(check_allowed(Path(base)))
-        self.manager.open(session, base)
+        mode = self.mode_of(session)
+        self.manager.open(session, base).mode = mode
         return self.modules_table(session)
 
     def add_adapter(self, session: str, name: str, source: str, replace: bool = False) -> pd.DataFrame:
@@ -547,8 +559,8 @@ class Controller:
         except queue.Empty:
             raise WorkbenchError(f"the model produced nothing for {CHAT_STALL_SECONDS} s; try again") from None
         finally:
-            stop.set()
-        worker.join()
+            stop.set()  # also when the reader left: the worker stops at its next token
+            worker.join(timeout=CHAT_JOIN_SECONDS)  # no thread left running into the interpreter's exit
         if errors:
             if isinstance(errors[0], WorkbenchError):
                 raise errors[0]

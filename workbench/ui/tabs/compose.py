@@ -25,6 +25,7 @@ class ComposeView:
     outputs: list[Any]
     on_expression: Any
     on_release: Any
+    on_render: Any
 
     @property
     def slider_inputs(self) -> list[Any]:
@@ -36,11 +37,15 @@ class ComposeView:
         """What `on_release` reads: the whole of what the screen shows, mode and compare included."""
         return [self.expression, self.mode, self.names, self.compare, *self.sliders]
 
-    def follow(self, event: Any) -> Any:
-        """Chain to `event`: sliders follow the expression, then the composition is recomposed."""
-        return event.success(self.on_expression, self.slider_inputs, [self.names, *self.sliders], **KEEP).success(
-            self.on_release, self.recompose_inputs, self.outputs, **MODEL_CALL
-        )
+    @property
+    def screen(self) -> list[Any]:
+        """Everything the Compose tab shows about the session, in `on_render`'s order."""
+        return [self.expression, self.mode, self.names, *self.sliders, *self.outputs]
+
+    def render(self, event: Any) -> Any:
+        """After `event` changed the session (a preset, a restore, a base, a module), draw the
+        whole tab from the session's state: one render, not a patch per event."""
+        return event.success(self.on_render, [self.compare], self.screen, **MODEL_CALL)
 
 
 def build(controller: Controller, default_expression: str, default_preset: str = "") -> ComposeView:
@@ -96,8 +101,22 @@ def build(controller: Controller, default_expression: str, default_preset: str =
         return shown["canonical"], shown["coefficients"], shown["readout"], gr.update(value=base_text,
                                                                                        visible=show_base)  # fmt: skip
 
+    @guarded
+    def on_render(show_base: bool, request: gr.Request):
+        session = session_of(request)
+        state = controller.manager.state(session)
+        params = controller.parameters(session, state.expression)
+        values = {name: state.values.get(name, 0.5) for name in params}
+        shown = controller.recompose(session, state.expression, values, state.mode)
+        sliders = [gr.update(visible=True, label=name, value=values[name]) for name in params]
+        sliders += [gr.update(visible=False)] * (MAX_PARAMETERS - len(params))
+        base_text = controller.readout(session, use_base=True) if show_base else ""
+        return [state.expression, state.mode, params, *sliders, shown["canonical"], shown["coefficients"],
+                shown["readout"], gr.update(value=base_text, visible=show_base)]  # fmt: skip
+
     view = ComposeView(expression, preset, mode, compare, names, sliders,
-                       [canonical, coefficients, readout, base_readout], on_expression, on_release)  # fmt: skip
+                       [canonical, coefficients, readout, base_readout], on_expression, on_release,
+                       on_render)  # fmt: skip
     expression.submit(on_expression, view.slider_inputs, [names, *sliders], **KEEP).success(
         on_release, view.recompose_inputs, view.outputs, **MODEL_CALL
     )
