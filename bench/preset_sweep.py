@@ -44,10 +44,7 @@ def main() -> None:
     paths = {name: zoo_adapter_path(zoo) for name, zoo in preset.adapters.items()}
 
     manager = SessionManager()
-    manager.open("bench", preset.base)
-    for name, path in paths.items():
-        manager.add_module("bench", name, path)
-    manager.set_composition("bench", preset.expression, {"lam": 0.5})
+    manager.rebuild("bench", preset.base, paths, preset.expression, {"lam": 0.5})
     with manager.model_for("bench") as base:
         predict(base, task)  # warm-up
     start = time.perf_counter()

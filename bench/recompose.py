@@ -95,9 +95,7 @@ def main() -> None:
     paths = make_loras(Path(folder), work, args.rank)
 
     manager = SessionManager()
-    manager.open("bench", args.base)
-    manager.add_module("bench", "a", paths[0])
-    manager.add_module("bench", "b", paths[1])
+    manager.rebuild("bench", args.base, {"a": paths[0], "b": paths[1]})
     base = manager.base(args.base)
     lambdas = [round(0.05 + 0.9 * i / (args.repeats - 1), 4) for i in range(args.repeats)]
 

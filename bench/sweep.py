@@ -55,9 +55,7 @@ def main() -> None:
     grid = parse_grid("lam=0:1:0.1")
 
     manager = SessionManager()
-    manager.open("bench", args.base)
-    manager.add_module("bench", "a", paths[0])
-    manager.add_module("bench", "b", paths[1])
+    manager.rebuild("bench", args.base, {"a": paths[0], "b": paths[1]})
     measure = TaskMeasure(task, n=None)
     with manager.model_for("bench") as base:
         predict(base, task)  # warm-up: first calls pay for allocator growth and kernel set-up

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.algebra import MergeOptions
 from workbench.cli.arguments import add_composition_arguments, parse_pairs, parse_values
 from workbench.runtime import SessionManager
 from workbench.runtime.generation import generate_text
@@ -46,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
     values = parse_values(args.set)
     paths = parse_pairs(args.adapter, "--adapter")
     manager = SessionManager(cache_bytes=0, dtype=args.dtype, device=args.device)
-    manager.open("cli", args.base)
-    for name, path in paths.items():
-        manager.add_module("cli", name, path)
-    manager.set_composition("cli", args.expr, values, args.mode, MergeOptions())
+    manager.rebuild("cli", args.base, paths, args.expr, values, args.mode)
     with manager.model_for("cli") as base:
         text = generate_text(base, args.prompt, args.max_new_tokens, args.greedy, args.seed, args.chat)
     print(text)

@@ -210,10 +210,7 @@ def run(args: argparse.Namespace) -> int:
     cache = ResultCache()
     with staged_folder(args.out) as staging:  # made now, so an --out that cannot be written fails before loading
         manager = SessionManager()
-        manager.open("cli", base)
-        for name, path in adapters.items():
-            manager.add_module("cli", name, path)
-        manager.set_composition("cli", "", mode=args.mode)
+        manager.rebuild("cli", base, adapters, mode=args.mode)
         finished = measure_grid(manager, expression, axes, measures, cache, fixed)
         if finished.frame is None:
             raise KeyboardInterrupt  # interrupted before any point: nothing to keep

@@ -68,8 +68,7 @@ def bootstrap_difference(a: list[float], b: list[float], rounds: int = 2000, see
 def measure_unlearning(recipe: Recipe, module_path: Path, samples: int = 400, seed: int = 0) -> UnlearningReport:
     start = time.perf_counter()
     manager = SessionManager()
-    manager.open("card", recipe.base)
-    manager.add_module("card", "toxic", module_path)
+    manager.rebuild("card", recipe.base, {"toxic": module_path})
     text = (DATA / "austen-perplexity.txt").read_text(encoding="utf-8")
     scorer = ProfanityScorer()
 
@@ -174,9 +173,7 @@ def measure_classifier(recipe: Recipe, module_path: Path) -> ClassifierReport:
     """Accuracy of the module alone (its backbone edit and its head) on validation and test."""
     start = time.perf_counter()
     manager = SessionManager()
-    manager.open("card", recipe.base)
-    manager.add_module("card", "module", module_path)
-    manager.set_composition("card", "module")
+    manager.rebuild("card", recipe.base, {"module": module_path}, "module")
     accuracy, majority = {}, {}
     for split in ("validation", "test"):
         task = split_task(recipe.task, split)

@@ -71,9 +71,7 @@ class GeneralizationRow:
 
 def generalization(manager: SessionManager, s0: Path, s1: Path, pem_type: str, pair: str) -> GeneralizationRow:
     task = split_task("sentiment", "test")
-    manager.open("study", "minilm-l6")
-    manager.add_module("study", "a", s0)
-    manager.add_module("study", "b", s1)
+    manager.rebuild("study", "minilm-l6", {"a": s0, "b": s1})
     scores = []
     for expression, values in (("a", {}), ("b", {}), ("lam*a + (1-lam)*b", {"lam": 0.5})):
         manager.set_composition("study", expression, values)
@@ -98,9 +96,8 @@ class MultitaskRow:
 
 
 def multitask(manager: SessionManager, pem_type: str) -> MultitaskRow:
-    manager.open("study", "minilm-l6")
-    manager.add_module("study", "a", zoo_adapter_path(f"minilm-sentiment-{pem_type}"))
-    manager.add_module("study", "b", zoo_adapter_path(f"minilm-topic-{pem_type}"))
+    manager.rebuild("study", "minilm-l6", {"a": zoo_adapter_path(f"minilm-sentiment-{pem_type}"),
+                                            "b": zoo_adapter_path(f"minilm-topic-{pem_type}")})  # fmt: skip
 
     def scores(lam: float, split: str) -> tuple[float, float]:
         manager.set_composition("study", "lam*a + (1-lam)*b", {"lam": lam})
