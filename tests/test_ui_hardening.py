@@ -291,3 +291,12 @@ def test_a_row_made_on_another_base_reloads_its_base_and_modules(controller, bas
     state = controller.manager.state("s")
     assert state.base == entry.base and sorted(state.modules) == ["a", "toxic"]
     assert controller.recompose("s", entry.expression, entry.values)["readout"] == first
+
+
+def test_a_swept_point_stays_cached_for_its_session(controller) -> None:
+    list(controller.sweep("s", "lam*a", {"lam": "0,0.5,1"}, ["austen-perplexity"]))
+    misses = controller.manager.stats().misses
+    controller.recompose("s", "lam*a", {"lam": 0.5})  # a λ the sweep folded: a pointer swap, no fold
+    assert controller.manager.stats().misses == misses
+    controller.release("s")
+    assert controller.manager.stats().entries == 0

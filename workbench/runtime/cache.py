@@ -82,10 +82,15 @@ class PatchCache:
         with self._lock:
             return key in self._entries
 
-    def release(self, session: str) -> None:
+    def release(self, session: str, heir: str | None = None) -> None:
+        """Forget `session` as a user of its entries and drop those no session uses any more;
+        with `heir`, that session takes the entries over instead (a scratch copy's sweep
+        points stay cached for the session it was copied from)."""
         with self._lock:
             for key in list(self._entries):
                 entry = self._entries[key]
+                if heir is not None and session in entry.sessions:
+                    entry.sessions.add(heir)
                 entry.sessions.discard(session)
                 if not entry.sessions:
                     del self._entries[key]

@@ -30,7 +30,7 @@ import torch
 
 from workbench.algebra import Composition, MergeOptions, compose
 from workbench.errors import WorkbenchError
-from workbench.modules import PEM, fold, load_module
+from workbench.modules import PEM, BaseShapes, fold, load_module
 from workbench.modules.heads import loaded_heads
 from workbench.modules.pem import Mode
 from workbench.runtime.cache import DEFAULT_BUDGET_BYTES, CacheStats, PatchCache
@@ -65,6 +65,14 @@ class SessionState:
     mode: Mode = "exact"
     merge: MergeOptions = field(default_factory=MergeOptions)
     composition: Composition | None = None
+
+
+def _fitting(name: str, source: str | Path | PEM, shapes: BaseShapes) -> PEM:
+    """The module at `source` (or `source` itself) under a checked name, checked to fit the base."""
+    check_module_name(name)
+    module = load_module(source, shapes) if not isinstance(source, PEM) else source
+    module.check_fits(shapes, name)
+    return module
 
 
 def _copy(state: SessionState) -> SessionState:
@@ -118,13 +126,9 @@ class SessionManager:
 
     # sessions ----------------------------------------------------------
 
-    def open(self, session: str, base: str) -> SessionState:
-        """Start (or restart on another base) a session; loads the base if needed."""
-        self.base(base)
-        state = SessionState(base=base)
-        with self._lock:
-            self._sessions[session] = state
-        return state
+    def open(self, session: str, base: str, mode: Mode = "exact") -> SessionState:
+        """Start (or restart on another base) a session with no modules; loads the base if needed."""
+        return self.rebuild(session, base, {}, mode=mode)
 
     def rebuild(self, session: str, base: str, modules: Mapping[str, str | Path | PEM], expression: str = "",
                 values: Mapping[str, float] | None = None, mode: Mode = "exact") -> SessionState:  # fmt: skip
@@ -134,10 +138,7 @@ class SessionManager:
         loaded = self.base(base)
         state = SessionState(base=base)
         for name, source in modules.items():
-            check_module_name(name)
-            module = load_module(source, loaded.shapes) if not isinstance(source, PEM) else source
-            module.check_fits(loaded.shapes, name)
-            state.modules[name] = module
+            state.modules[name] = _fitting(name, source, loaded.shapes)
         if expression.strip():
             state.composition = compose(state.modules, expression, values or {}, mode)
             state.composition.check_finite(state.composition.combined_tensors())
@@ -174,12 +175,9 @@ class SessionManager:
 
         A name already loaded is refused unless `replace`; a replaced module that the
         composition uses is composed again at once, so what runs is never the old one."""
-        check_module_name(name)
         self.check_free_name(session, name, replace)
         state = self.state(session)
-        base = self.base(state.base)
-        module = load_module(source, base.shapes) if not isinstance(source, PEM) else source
-        module.check_fits(base.shapes, name)
+        module = _fitting(name, source, self.base(state.base).shapes)
         modules = {**state.modules, name: module}
         composition = state.composition
         if composition is not None and name in composition.combination.modules:
@@ -227,16 +225,17 @@ class SessionManager:
         compositions on: a sweep, a toxicity comparison. The user's own composition is never
         touched, so a slider moved while a sweep runs is what Chat and Export use after it.
         Yields the copy's session id; the copy ends with the block."""
-        state = self.state(session)
+        copy = _copy(self.state(session))
         name = f"{session}\x00scratch{next(self._scratch_ids)}"  # no face can produce this id
-        copy = SessionState(state.base, dict(state.modules), state.expression, dict(state.values), state.mode,
-                            state.merge, state.composition)  # fmt: skip
         with self._lock:
             self._sessions[name] = copy
         try:
             yield name
         finally:
-            self.release(name)
+            with self._lock:
+                self._sessions.pop(name, None)
+                owner = session if session in self._sessions else None
+            self.cache.release(name, heir=owner)  # what the copy folded stays cached for its session
 
     @contextmanager
     def reverting_on_error(self, session: str) -> Iterator[SessionState]:
