@@ -7,6 +7,12 @@ else reaching a face is a bug in the workbench, not in the user's input.
 from __future__ import annotations
 
 
+def single_line(text: object) -> str:
+    """A message as one line: messages quote user text and library errors, which may hold
+    newlines, and every face shows a message on one line."""
+    return " ".join(str(text).split())
+
+
 class WorkbenchError(Exception):
     """Bad input: the message is one line, written for the user."""
 

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from workbench.cli import compose_command, generate_command, sweep_command, zoo_command
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, single_line
 
 SUBCOMMANDS = (compose_command, generate_command, sweep_command, zoo_command)
 
@@ -60,12 +60,7 @@ def os_error_line(exc: OSError) -> str:
     """What the filesystem refused, on one line: the reason, the path, what to check."""
     reason = exc.strerror or str(exc) or type(exc).__name__
     where = f": {exc.filename}" if exc.filename else ""
-    return " ".join(f"{reason}{where} (check the path, its permissions and the free disk space)".split())
-
-
-def one_line(text: str) -> str:
-    """Messages may quote user text or library errors that hold newlines; stderr gets one line."""
-    return " ".join(str(text).split())
+    return single_line(f"{reason}{where} (check the path, its permissions and the free disk space)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             return args.run(args)
     except WorkbenchError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {single_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
@@ -91,6 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so in one line, keep the traceback for debugging
         if debug:
             traceback.print_exc()
-        detail = one_line(f"{type(exc).__name__}: {exc}")
+        detail = single_line(f"{type(exc).__name__}: {exc}")
         print(f"internal error: {detail} (set WORKBENCH_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.eval.measures import check_count
 
 
 def add_composition_arguments(parser: argparse.ArgumentParser, expr_help: str, base_required: bool = True) -> None:
@@ -30,12 +31,9 @@ def count(limit: int) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if not 1 <= value <= limit:
-            raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {limit}, got {text!r}")
-        return value
+            return check_count("the count", int(text), limit)
+        except (ValueError, WorkbenchError):  # not a whole number, or out of range
+            raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {limit}, got {text!r}") from None
 
     return parse
 

@@ -42,7 +42,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         with gr.Tab("Export"):
             export.build(controller)
         with gr.Tab("History"):
-            restored = history.build(controller, view.expression, view.mode)
+            restored, history_table, refresh_history = history.build(controller)
 
         def open_preset(name: str, session: str):
             """The preset's base and modules in place of the session's; on failure, the
@@ -54,7 +54,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             except WorkbenchError as exc:
                 if session in controller.manager.sessions:
                     raise
-                expression_text, name = "", ""
+                name = ""
                 controller.start(session, base="smollm2-135m-instruct")
                 note = f"Loaded the base model only ({exc})."
             choices = controller.tasks_for(session)
@@ -64,7 +64,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
                 if name in PRESETS
                 else []
             )
-            return (note, controller.modules_table(session), expression_text,
+            return (note, controller.modules_table(session),  # the render that follows draws Compose
                     gr.update(choices=choices, value=chosen or choices[:1]), gr.update(value=name),
                     gr.update(value=controller.manager.state(session).base))  # fmt: skip
 
@@ -76,7 +76,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         @guarded
         def on_preset(name: str, request: gr.Request):
             if not name:
-                return (gr.update(),) * 6
+                return (gr.update(),) * 5
             return open_preset(name, session_of(request))
 
         @guarded
@@ -89,7 +89,7 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         def refresh_table(request: gr.Request):
             return controller.modules_table(session_of(request))
 
-        opened = [status, shelf.table, view.expression, tasks, view.preset, shelf.base]
+        opened = [status, shelf.table, tasks, view.preset, shelf.base]
         view.render(app.load(on_start, None, opened, **KEEP)).then(describe, None, [talking_to], **KEEP)
         view.render(view.preset.input(on_preset, [view.preset], opened, **KEEP)).success(describe, None, [talking_to])
         view.render(shelf.loaded.success(on_base_loaded, None, [view.preset, tasks], **KEEP)).success(
@@ -97,7 +97,9 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
         )
         for added in shelf.added:  # a replaced module may be in the composition: Compose shows it again
             view.render(added)
-        view.render(restored).success(refresh_table, None, [shelf.table], **KEEP).success(describe, None, [talking_to])
+        view.render(restored).success(refresh_history, None, [history_table], **KEEP).success(
+            refresh_table, None, [shelf.table], **KEEP
+        ).success(describe, None, [talking_to])
 
         def on_unload(request: gr.Request) -> None:
             controller.release(session_of(request))

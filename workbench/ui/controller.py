@@ -44,7 +44,7 @@ from workbench.eval.toxicity import ProfanityScorer, Scorer
 from workbench.files import staged_file
 from workbench.modules import load_module
 from workbench.modules.pem import MODES
-from workbench.runtime import SessionManager
+from workbench.runtime import SessionManager, SessionState
 from workbench.runtime.fairness import StepAsideEachToken
 from workbench.runtime.generation import StopOnEvent, encode_prompt, generation_settings
 from workbench.runtime.session import check_module_name
@@ -130,6 +130,22 @@ def check_allowed(path: Path) -> Path:
     return resolved
 
 
+def check_slider(name: str, value: object) -> float:
+    """A parameter's value as a slider gives it: a finite number from -2 to 2."""
+    if value is None:
+        raise WorkbenchError(f"parameter {name} has no value; set its slider")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WorkbenchError(f"parameter {name} must be a number, not {value!r}")
+    if not (math.isfinite(value) and -2.0 <= value <= 2.0):
+        raise WorkbenchError(f"{name}={value} is out of range; sliders go from -2 to 2")
+    return value
+
+
+def loaded_modules(state: SessionState) -> dict[str, tuple[str, str]]:
+    """The session's modules as a History row records them: name -> (source, fingerprint)."""
+    return {name: (module.source, module.fingerprint) for name, module in state.modules.items()}
+
+
 class Controller:
     def __init__(self, manager: SessionManager | None = None, scorer: Scorer | None = None,
                  gpu: GpuRunner = on_gpu) -> None:  # fmt: skip
@@ -186,8 +202,7 @@ class Controller:
                 hint = "switch to exact first"
                 raise WorkbenchError(f"preset {preset} cannot run in {mode} mode ({exc}); {hint}") from None
             return chosen.expression
-        mode = self.mode_of(session)
-        self.manager.open(session, base or "smollm2-135m-instruct").mode = mode
+        self.manager.open(session, base or "smollm2-135m-instruct", self.mode_of(session))
         return ""
 
     def mode_of(self, session: str) -> str:
@@ -218,8 +233,7 @@ class Controller:
             raise WorkbenchError("the base model's name is not a usable name or path")
         if base.startswith("~") or Path(base).exists():
             base = str(check_allowed(Path(base)))
-        mode = self.mode_of(session)
-        self.manager.open(session, base).mode = mode
+        self.manager.open(session, base, self.mode_of(session))
         return self.modules_table(session)
 
     def add_adapter(self, session: str, name: str, source: str, replace: bool = False) -> pd.DataFrame:
@@ -269,13 +283,11 @@ class Controller:
             pth = [p for p in folder.iterdir() if p.suffix == ".pth"]
             module_path = pth[0] if pth and not (folder / "pem_config.json").exists() else folder
             self.manager.add_module(session, name, module_path, replace=replace)
-        except WorkbenchError as exc:
+        except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)  # our own fresh folder: nothing of the user's
             ui.uploaded_bytes -= total
-            raise WorkbenchError(str(exc).replace(str(folder), f"the upload {name}")) from None  # no server paths
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            ui.uploaded_bytes -= total
+            if isinstance(exc, WorkbenchError):
+                raise WorkbenchError(str(exc).replace(str(folder), f"the upload {name}")) from None  # no server paths
             raise
         return self.modules_table(session)
 
@@ -317,21 +329,18 @@ class Controller:
         if mode not in MODES:
             raise WorkbenchError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         for name, value in values.items():
-            if value is None:
-                raise WorkbenchError(f"parameter {name} has no value; set its slider")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise WorkbenchError(f"parameter {name} must be a number, not {value!r}")
-            if not (math.isfinite(value) and -2.0 <= value <= 2.0):
-                raise WorkbenchError(f"{name}={value} is out of range; sliders go from -2 to 2")
+            check_slider(name, value)
         with self.manager.reverting_on_error(session):
             composition = self.manager.set_composition(session, expression, values, mode)  # type: ignore[arg-type]
-            self.manager.prepare(session)  # folded here: a GPU worker inherits it (ui/gpu.py)
-            readout = self.readout(session)
+            run = self.gpu(self._readout_here, READOUT_SECONDS)
+            if run != self._readout_here:  # a GPU worker keeps nothing: fold here, so it inherits the fold
+                self.manager.prepare(session)
+            readout = run(session, False, READOUT_PROMPT)
         pairs = composition.coefficients.items() if composition else []
         coefficients = pd.DataFrame([{"module": n, "coefficient": round(c, 6)} for n, c in pairs])
         state = self.manager.state(session)
-        loaded = {name: (module.source, module.fingerprint) for name, module in state.modules.items()}
-        entry = HistoryEntry(expression, dict(values), mode, readout, time.strftime("%H:%M:%S"), state.base, loaded)
+        entry = HistoryEntry(expression, dict(values), mode, readout, time.strftime("%H:%M:%S"), state.base,
+                             loaded_modules(state))  # fmt: skip
         history = self.ui(session).history
         if not (history and history[-1].same_composition(entry)):  # a release after a keyboard move: one row
             history.append(entry)
@@ -373,16 +382,15 @@ class Controller:
             raise WorkbenchError(f"history has no entry {index}")
         entry = entries[index]
         self._reload_for(session, entry)
-        self.recompose(session, entry.expression, entry.values, entry.mode)
-        return entry
+        self.manager.set_composition(session, entry.expression, entry.values, entry.mode)  # type: ignore[arg-type]
+        return entry  # the caller recomposes it, as the UI's render does, for the readout
 
     def _reload_for(self, session: str, entry: HistoryEntry) -> None:
         """Put the session back on the entry's base and modules when it has moved on (another
         preset, a replaced module), or refuse in one line: a restored row must never run its
         values on other modules."""
         state = self.manager.state(session)
-        now = {name: (module.source, module.fingerprint) for name, module in state.modules.items()}
-        if state.base == entry.base and now == entry.modules:
+        if state.base == entry.base and loaded_modules(state) == entry.modules:
             return
         missing = [name for name, (source, _) in entry.modules.items() if not source or not Path(source).exists()]
         if missing:
@@ -463,8 +471,7 @@ class Controller:
         if len(lambdas) > MAX_TOXICITY_LAMBDAS:
             raise WorkbenchError(f"give at most {MAX_TOXICITY_LAMBDAS} λ values; {len(lambdas)} were given")
         for lam in lambdas:
-            if not (math.isfinite(lam) and -2.0 <= lam <= 2.0):
-                raise WorkbenchError(f"λ={lam} is out of range; λ values go from -2 to 2, as the sliders do")
+            check_slider("λ", lam)
         measure = ToxicityMeasure(self.scorer, tuple(prompts) or (PAPER_PROMPT,), samples, seed)
         ppl = PerplexityMeasure(austen_slice())
         settings = [("base", "", {}), (module, module, {})] + [

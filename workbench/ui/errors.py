@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, single_line
 from workbench.zoo.registry import ASSETS
 
 log = logging.getLogger("workbench.ui")
@@ -51,11 +51,11 @@ def one_line(exc: BaseException) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, WorkbenchError):
-        return gr.Error(hide_server_paths(" ".join(str(exc).split())))
+        return gr.Error(hide_server_paths(single_line(exc)))
     if isinstance(exc, OSError):
         return gr.Error(f"the server could not read or write a file ({exc.strerror or 'error'}); try again later")
     log.error("a handler failed", exc_info=exc)
-    text = hide_server_paths(" ".join(str(exc).split())[:200])
+    text = hide_server_paths(single_line(exc)[:200])
     return gr.Error(f"internal error ({type(exc).__name__}: {text}); the server keeps running, please report this")
 
 

@@ -9,7 +9,9 @@ from workbench.ui.controller import Controller
 from workbench.ui.errors import KEEP, MODEL_CALL, guarded, session_of
 
 
-def build(controller: Controller, expression: gr.Textbox, mode: gr.Radio):
+def build(controller: Controller):
+    """Returns the restore event (the app redraws Compose after it) and the table refresh
+    to chain after that redraw, which adds the restored composition's own row."""
     refresh = gr.Button("Refresh", elem_id="history-refresh")
     table = gr.Dataframe(label="activated compositions (select a row to restore it)", interactive=False,
                          elem_id="history-table")  # fmt: skip
@@ -27,7 +29,7 @@ def build(controller: Controller, expression: gr.Textbox, mode: gr.Radio):
         entry = controller.restore(session_of(request), index)
         values = ", ".join(f"{k}={v:g}" for k, v in sorted(entry.values.items()))
         note = f"Restored `{entry.expression or '(base)'}` ({values}; {entry.mode}) on `{entry.base}`: {entry.readout}"
-        return entry.expression, entry.mode, note, on_refresh(request)
+        return note
 
     refresh.click(on_refresh, None, [table], **KEEP)
-    return table.select(on_select, None, [expression, mode, restored, table], **MODEL_CALL)
+    return table.select(on_select, None, [restored], **MODEL_CALL), table, on_refresh
