@@ -1,90 +1,16 @@
 """The real app in headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
 
 It starts the app as `make run` does (the default preset on the zoo's SmolLM2), then
-clicks through the flows a reviewer would try. Screenshots go to $E2E_SCREENSHOTS
-(default: a temp dir); the README shows the best of them from docs/img/.
+clicks through the flows a reviewer would try.
 """
 
-import os
 import re
-import socket
-import tempfile
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"),
-]
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
-SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", tempfile.mkdtemp(prefix="workbench-shots-")))
+from tests.e2e.pages import BROWSER, SHOTS, on_top, set_slider, textbox, wait_for_value
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    from workbench.ui.app import LAUNCH_OPTIONS, build_app
-
-    app = build_app().queue()
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_OPTIONS)
-    yield f"http://127.0.0.1:{port}"
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, app_url):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(120_000)
-    page.goto(app_url)
-    page.get_by_text(re.compile("Loaded preset|Loaded the base model")).wait_for()
-    yield page
-    page.close()
-
-
-def textbox(page, elem_id: str):
-    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
-
-
-def wait_for_value(locator, predicate, timeout_ms: int = 120_000) -> str:
-    """Wait until the box holds text (the app's first readout arrives after the page loads)."""
-    locator.page.wait_for_function("el => el.value", arg=locator.element_handle(), timeout=timeout_ms)
-    value = locator.input_value()
-    assert predicate(value), value
-    return value
-
-
-def on_top(page, selector: str) -> bool:
-    """Whether the element is what a user sees at its centre (not covered, e.g. by an error badge)."""
-    return page.locator(selector).first.evaluate(
-        "el => { const r = el.getBoundingClientRect();"
-        " const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
-        " return top === el || el.contains(top); }"
-    )
-
-
-def set_slider(page, index: int, value: float) -> None:
-    number = page.locator(f"#slider-{index} input[data-testid='number-input']")
-    number.fill(str(value))
-    number.press("Tab")  # blur: the slider fires `release`
+pytestmark = BROWSER
 
 
 def test_opens_with_the_default_loaded(page) -> None:

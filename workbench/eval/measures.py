@@ -13,7 +13,9 @@ from typing import Protocol
 
 from workbench.algebra.merging import check_seed
 from workbench.errors import WorkbenchError
-from workbench.eval.classify import evaluate
+from workbench.eval.classify import predict
+from workbench.eval.intervals import bootstrap, mean_with_interval, wilson, with_interval
+from workbench.eval.metrics import compute
 from workbench.eval.perplexity import perplexity
 from workbench.eval.sampling import PAPER_PROMPT, sample
 from workbench.eval.tasks import ClassificationTask
@@ -62,7 +64,17 @@ class TaskMeasure:
         return (self.task.name,)
 
     def run(self, base: LoadedBase) -> dict[str, float]:
-        return {self.task.name: evaluate(base, self.task.subset(self.n, self.seed))}
+        """The metric, with a Wilson interval for accuracy and a bootstrap one otherwise."""
+        task = self.task.subset(self.n, self.seed)
+        predictions, labels = predict(base, task), list(task.labels)
+        value = compute(task.metric, predictions, labels)
+        n = len(labels)
+        if task.metric == "accuracy":
+            low, high = wilson(sum(p == y for p, y in zip(predictions, labels, strict=True)), n)
+        else:
+            low, high = bootstrap(n, lambda rows: compute(task.metric, [predictions[i] for i in rows],
+                                                          [labels[i] for i in rows]), self.seed)  # fmt: skip
+        return with_interval(self.task.name, value, low, high, n)
 
 
 @dataclass(frozen=True)
@@ -117,4 +129,4 @@ class ToxicityMeasure:
     def score_samples(self, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, float], list[float]]:
         scores = self.scorer.score([completion for _, completion in pairs])
         summary = summarise(self.scorer, scores)
-        return {"toxicity": summary.mean, "toxic_rate": summary.toxic_rate}, scores
+        return {**mean_with_interval("toxicity", scores, self.seed), "toxic_rate": summary.toxic_rate}, scores
