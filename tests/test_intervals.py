@@ -17,7 +17,7 @@ def test_wilson_matches_the_hand_computed_interval() -> None:
 
 def test_wilson_is_not_zero_width_at_the_edges() -> None:
     low, high = wilson(10, 10)
-    assert high == 1.0 and low == pytest.approx(0.7225, abs=1e-4)
+    assert high == pytest.approx(1.0) and low == pytest.approx(0.7225, abs=1e-4)
     assert wilson(0, 10)[0] == 0.0 and wilson(0, 10)[1] > 0.2
     assert all(math.isnan(v) for v in wilson(0, 0))
 
