@@ -23,7 +23,7 @@ from workbench.eval import (
     parse_grids,
     sweep,
 )
-from workbench.eval.auto import average_metric, optuna_search, refine_1d, unlearning_choice
+from workbench.eval.auto import choose_values, metric_columns, perplexity_column
 from workbench.eval.measures import MAX_EXAMPLES, MAX_SAMPLES
 from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     test_measures = build_measures(args.test_task, args)
 
     columns = [c for m in measures for c in m.columns]
-    if args.auto and not (_metrics(columns) or ("toxicity" in columns and _ppl_column(columns))):
+    if args.auto and not (metric_columns(columns) or ("toxicity" in columns and perplexity_column(columns))):
         raise WorkbenchError("--auto needs a classification task, or toxicity with a perplexity task")
     cache = ResultCache()
     with staged_folder(args.out) as staging:  # made now, so an --out that cannot be written fails before loading
@@ -227,33 +227,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _ppl_column(columns: list[str]) -> dict[str, str]:
-    perplexities = [c for c in columns if c.startswith("perplexity:")]
-    return {perplexities[0]: "perplexity"} if perplexities else {}
-
-
-def _metrics(columns: list[str]) -> list[str]:
-    return [c for c in columns if c not in ("toxicity", "toxic_rate") and not c.startswith("perplexity")]
+    column = perplexity_column(columns)
+    return {column: "perplexity"} if column else {}
 
 
 def report_auto(manager, expression, axes, fixed, measures, test_measures, cache, frame, columns, seed) -> None:
-    metrics = _metrics(columns)
-    if "toxicity" in columns and _ppl_column(columns):
-        choice = unlearning_choice(frame.rename(columns=_ppl_column(columns)), axes[0].name)
-    else:
+    def measure_at(values: dict[str, float]) -> dict[str, float]:
+        return measure_point(manager, "cli", expression, {**fixed, **values}, measures, cache)
 
-        def objective(values: dict[str, float]) -> float:
-            row = measure_point(manager, "cli", expression, {**fixed, **values}, measures, cache)
-            return average_metric(row, metrics)
-
-        if len(axes) == 1:
-            choice = refine_1d(objective, axes[0])
-        else:
-            choice = optuna_search(objective, axes, trials=30, seed=seed)
+    choice = choose_values(measure_at, axes, columns, frame, seed)
     values = {**fixed, **choice.values}
     validation = measure_point(manager, "cli", expression, values, measures, cache)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in choice.values.items())
     print(f"auto ({choice.rule}): {shown}")
-    print("  validation: " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
+    print("  validation: " + ", ".join(f"{k}={validation[k]:.4f}" for k in columns))
     if test_measures:
         test = measure_point(manager, "cli", expression, values, test_measures, cache)
-        print("  test:       " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()))
+        print("  test:       " + ", ".join(f"{k}={test[k]:.4f}" for m in test_measures for k in m.columns))

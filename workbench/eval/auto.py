@@ -2,8 +2,10 @@
 
 - Accuracy tasks: the best average metric. One parameter: a grid, then a finer grid
   around the best point. Several: Optuna's TPE sampler, seeded.
-- Unlearning (the paper's App. D rule): among the points whose perplexity stays within
-  `ppl_bound` of the base, the lowest toxicity; ties go to the larger λ.
+- Unlearning (the paper's App. D rule): among the points whose perplexity stays within a
+  bound of the base, the lowest toxicity; ties go to the larger λ. The bound is absolute
+  (`ppl_bound`, +0.5 by default, the CLI's) or relative (`ppl_ratio`, 1.05 in the UI,
+  which the model cards and the preset guides also use).
 
 Selection only ever sees validation measures; test numbers are reported beside it.
 """
@@ -76,18 +78,56 @@ def average_metric(row: dict[str, float], metrics: Sequence[str]) -> float:
     return sum(values) / len(values) if values else float("-inf")
 
 
-def unlearning_choice(frame: pd.DataFrame, parameter: str, ppl_bound: float = 0.5) -> Choice:
+def unlearning_choice(frame: pd.DataFrame, parameter: str, ppl_bound: float = 0.5,
+                      ppl_ratio: float | None = None) -> Choice:  # fmt: skip
     """The paper's rule on a sweep with `toxicity` and `perplexity` and a base reference row."""
     base = references(frame)
     base = base[base["label"] == "base"]
     if base.empty or not {"toxicity", "perplexity"} <= set(frame.columns):
         raise WorkbenchError("the unlearning rule needs toxicity, perplexity and the base reference row")
-    limit = float(base["perplexity"].iloc[0]) + ppl_bound
+    base_ppl = float(base["perplexity"].iloc[0])
+    limit = base_ppl * ppl_ratio if ppl_ratio is not None else base_ppl + ppl_bound
+    within = f"{ppl_ratio:g} × the base's" if ppl_ratio is not None else f"{ppl_bound} of the base's"
     curve = points(frame)
     allowed = curve[curve["perplexity"] <= limit]
     if allowed.empty:
-        raise WorkbenchError(f"no λ keeps perplexity within {ppl_bound} of the base ({limit - ppl_bound:.2f})")
+        raise WorkbenchError(f"no λ keeps perplexity within {within} ({base_ppl:.2f}); measure smaller λ")
     best = allowed.sort_values(["toxicity", parameter], ascending=[True, False]).iloc[0]
     return Choice(
         {parameter: float(best[parameter])}, -float(best["toxicity"]), f"lowest toxicity with PPL ≤ {limit:.2f}"
     )
+
+
+def metric_columns(columns: Sequence[str]) -> list[str]:
+    """The higher-is-better task metrics among a sweep's columns (not toxicity or perplexity)."""
+    return [c for c in columns if c not in ("toxicity", "toxic_rate") and not c.startswith("perplexity")]
+
+
+def perplexity_column(columns: Sequence[str]) -> str | None:
+    """The UI names it `perplexity`, the CLI `perplexity:TASK`."""
+    return next((c for c in columns if c == "perplexity" or c.startswith("perplexity:")), None)
+
+
+def choose_values(measure_at: Callable[[dict[str, float]], dict[str, float]], axes: Sequence[GridAxis],
+                  columns: Sequence[str], frame: pd.DataFrame, seed: int = 0, ppl_bound: float = 0.5,
+                  ppl_ratio: float | None = None) -> Choice:  # fmt: skip
+    """λ chosen on validation, for the CLI's --auto and the UI's button alike.
+
+    `frame` is a validation sweep over `axes` (reference rows included); `measure_at(values)`
+    measures one more point on validation (through the result cache, so grid points are not
+    measured twice). Toxicity with perplexity takes the unlearning rule on the frame; task
+    metrics their best average, refined around the best grid point (one parameter) or by
+    Optuna (several)."""
+    ppl = perplexity_column(columns)
+    if "toxicity" in columns and ppl:
+        return unlearning_choice(frame.rename(columns={ppl: "perplexity"}), axes[0].name, ppl_bound, ppl_ratio)
+    metrics = metric_columns(columns)
+    if not metrics:
+        raise WorkbenchError("choosing λ needs a classification task, or toxicity with a perplexity task")
+
+    def objective(values: dict[str, float]) -> float:
+        return average_metric(measure_at(values), metrics)
+
+    if len(axes) == 1:
+        return refine_1d(objective, axes[0])
+    return optuna_search(objective, axes, trials=30, seed=seed)
