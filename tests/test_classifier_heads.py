@@ -182,7 +182,7 @@ def test_the_controller_reads_out_accuracy_through_the_heads(encoder, trained, m
     assert controller.readout("s").startswith("no module carries a task head")
     controller.add_adapter("s", "a", str(trained["lora", "a"]))
     shown = controller.recompose("s", "lam*a", {"lam": 1.0})
-    assert shown["readout"].startswith("accuracy on 32 validation examples: sentiment-validation 0.")
+    assert shown["readout"].startswith("sentiment-validation 0.") and "(n=100) · base 0." in shown["readout"]
     assert controller.readout("s", use_base=True).startswith("accuracy on 32")
 
 

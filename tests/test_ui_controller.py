@@ -35,10 +35,13 @@ def test_recompose_gives_canonical_form_coefficients_and_a_readout(controller) -
     shown = controller.recompose("tab", "lam*a + (1-lam)*toxic", {"lam": 0.25})
     assert shown["canonical"] == "lam*a + (1 - lam)*toxic"
     assert list(shown["coefficients"]["coefficient"]) == [0.25, 0.75]
-    assert shown["readout"].startswith("next token after") and shown["readout"].count(",") >= 4
-    other = controller.recompose("tab", "lam*a + (1-lam)*toxic", {"lam": 1.0})["readout"]
-    assert other != shown["readout"]
-    assert controller.readout("tab", use_base=True) not in (other, shown["readout"])
+    assert shown["detail"].startswith("next token after") and shown["detail"].count(",") >= 4
+    # the live measures at λ, each beside the base and each module alone
+    assert shown["readout"].startswith("toxicity ") and " (n=8) · base " in shown["readout"]
+    assert "\nperplexity " in shown["readout"] and " · a " in shown["readout"] and " · toxic " in shown["readout"]
+    other = controller.recompose("tab", "lam*a + (1-lam)*toxic", {"lam": 1.0})
+    assert other["detail"] != shown["detail"] and other["readout"] != shown["readout"]
+    assert controller.readout("tab", use_base=True) not in (other["detail"], shown["detail"])
 
 
 def test_bad_input_keeps_the_session(controller) -> None:
@@ -66,7 +69,7 @@ def test_history_restores_a_composition(controller) -> None:
 def test_sweep_streams_and_stops(controller) -> None:
     stream = controller.sweep("tab", "lam*a", {"lam": "0:1:0.25"}, ["austen-perplexity"])
     figure, frame, progress = next(stream)
-    assert progress == "1/7 points" and len(frame) == 1 and figure.data is not None
+    assert progress.startswith("1/7 points · about ") and len(frame) == 1 and figure.data is not None
     controller.stop("tab")
     rest = list(stream)
     assert len(rest) == 0 or len(rest[-1][1]) < 7
@@ -76,7 +79,7 @@ def test_toxicity_compares_settings_and_names_the_scorer(controller) -> None:
     boxes, curve, frame, note = controller.toxicity("tab", "toxic", ["hello there"], 3, [0.5, 1.0])
     assert list(frame["setting"].unique()) == ["base", "toxic", "-0.5·toxic", "-1·toxic"]
     assert len(boxes.data) == 4 and "word-based" in note
-    assert {trace.name for trace in curve.data} == {"mean toxicity", "perplexity"}
+    assert {trace.name for trace in curve.data} >= {"mean toxicity", "perplexity", "base toxicity", "+toxic toxicity"}
     with pytest.raises(WorkbenchError, match="no module named"):
         controller.toxicity("tab", "missing", [], 2, [1.0])
 
@@ -96,7 +99,8 @@ def test_export_zips_a_peft_adapter(controller) -> None:
     controller.recompose("tab", "lam*a + (1-lam)*toxic", {"lam": 0.5})
     archive = controller.export("tab")
     assert archive.name.startswith("lora-")
-    assert set(zipfile.ZipFile(archive).namelist()) == {"adapter_config.json", "adapter_model.safetensors"}
+    assert set(zipfile.ZipFile(archive).namelist()) == {"adapter_config.json", "adapter_model.safetensors",
+                                                        "README.md", "composition.json"}  # fmt: skip
 
 
 def test_uploads_accept_only_safe_types(controller, adapters, tmp_path) -> None:

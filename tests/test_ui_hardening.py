@@ -139,7 +139,7 @@ def test_concurrent_streamed_chats_and_slider_moves_neither_deadlock_nor_mix(con
         assert "error" not in result, result.get("error")
         assert result["last"] == alone[session]
     # the server still answers afterwards, from any thread
-    assert controller.recompose("s", "-toxic", {})["readout"].startswith("next token")
+    assert controller.recompose("s", "-toxic", {})["detail"].startswith("next token")
 
 
 def test_a_closed_chat_frees_the_model(controller) -> None:
@@ -192,7 +192,7 @@ def test_abandoned_sessions_end_when_another_starts(controller, base_dirs) -> No
 
 
 def test_an_overflowing_composition_is_refused_and_the_session_keeps_its_own(controller) -> None:
-    before = controller.recompose("s", "-lam*toxic", {"lam": 0.5})["readout"]
+    before = controller.recompose("s", "-lam*toxic", {"lam": 0.5})["detail"]
     with pytest.raises(WorkbenchError, match="overflows"):
         controller.recompose("s", "1e30*toxic", {})
     state = controller.manager.state("s")

@@ -113,7 +113,9 @@ def test_forked_model_calls_equal_calls_run_here(pair) -> None:
     toxicity = [c.toxicity("s", "toxic", ["hi"], 2, [0.5])[2] for c in pair]
     assert toxicity[0].equals(toxicity[1])
     assert remote.manager.sessions == ["s"]  # scratch copies lived and died in the workers
-    assert len(DURATIONS) == 5  # readout, base readout, reply, sweep, toxicity samples: each asked its time
+    # the next-token detail, the live measures (the point and its references), the base readout,
+    # the reply, the sweep, the toxicity samples: each asked for its time
+    assert len(DURATIONS) == 6
 
 
 def test_errors_from_a_worker_are_the_same_one_line(pair) -> None:

@@ -24,7 +24,7 @@ def test_opens_with_the_default_loaded(page) -> None:
     if "unlearning-lora" in status:  # the menus show what the session is on
         assert page.locator("#preset input").first.input_value() == "unlearning-lora"
     readout = textbox(page, "readout")
-    wait_for_value(readout, lambda v: v.startswith("next token after"))
+    wait_for_value(readout, lambda v: v.startswith("toxicity"))
     page.screenshot(path=str(SHOTS / "compose.png"), full_page=True)
 
 
@@ -36,7 +36,7 @@ def test_preset_and_slider_change_the_readout(page) -> None:
     page.get_by_role("option", name="unlearning-lora").click()
     page.wait_for_function("el => el.value === '-lam*toxic'", arg=textbox(page, "expression").element_handle())
     readout = textbox(page, "readout")
-    first = wait_for_value(readout, lambda v: v.startswith("next token"))
+    first = wait_for_value(readout, lambda v: v.startswith("toxicity"))
     for value in (1.5, 1.2):  # a second move if the preset's slider update raced the first one
         set_slider(page, 0, value)
         try:
@@ -57,7 +57,7 @@ def test_bad_expression_shows_an_error_and_the_session_survives(page) -> None:
     page.get_by_text(re.compile("cannot multiply two modules")).first.wait_for()
     page.screenshot(path=str(SHOTS / "error.png"))
     readout = textbox(page, "readout")
-    before = wait_for_value(readout, lambda v: v.startswith("next token"))  # the default's readout (λ = 0.2)
+    before = wait_for_value(readout, lambda v: v.startswith("toxicity"))  # the default's readout (λ = 0.2)
     # the failed event keeps what was on screen: no "Error" badge covers the slider or the readout
     for shown in ("#slider-0 input[data-testid='number-input']", "#readout textarea", "#canonical textarea"):
         assert on_top(page, shown), f"{shown} is covered"
@@ -86,9 +86,9 @@ def test_sweep_can_be_cancelled(page) -> None:
     progress = textbox(page, "sweep-progress")
     page.wait_for_function("el => /^[0-9]+\\//.test(el.value)", arg=progress.element_handle())
     page.locator("#stop-sweep").click()
-    page.wait_for_function("el => /^done: [0-9]+ rows/.test(el.value)", arg=progress.element_handle(),
+    page.wait_for_function("el => /^stopped at [0-9]+\\/[0-9]+ points/.test(el.value)", arg=progress.element_handle(),
                            timeout=300_000)  # fmt: skip
-    rows = int(re.search(r"done: (\d+) rows", progress.input_value()).group(1))
+    rows = int(re.search(r"stopped at (\d+)/23 points", progress.input_value()).group(1))
     assert rows < 2 + 21
 
 
@@ -111,8 +111,8 @@ def test_minilm_preset_reads_accuracy_and_sweeps_it(page) -> None:
     page.get_by_role("option", name="distribution-generalization-lora", exact=True).click()
     page.get_by_text(re.compile("Loaded preset distribution-generalization-lora")).wait_for()
     readout = textbox(page, "readout")
-    page.wait_for_function("el => el.value.startsWith('accuracy on')", arg=readout.element_handle())
-    assert "sentiment-validation" in readout.input_value()
+    page.wait_for_function("el => el.value.startsWith('sentiment-validation')", arg=readout.element_handle())
+    assert "sentiment_s0" in readout.input_value() and "(n=100)" in readout.input_value()
     page.get_by_role("tab", name="Sweep").click()
     textbox(page, "grid-a").fill("0,0.5,1")
     textbox(page, "sweep-n").fill("100")
@@ -128,7 +128,7 @@ def test_history_restores_a_composition_and_its_slider(page) -> None:
     if "unlearning" not in page.locator("#status").inner_text():
         pytest.skip("the zoo's toxic module is not built")
     readout = textbox(page, "readout")
-    first = wait_for_value(readout, lambda v: v.startswith("next token"))  # the default, λ = 0.2
+    first = wait_for_value(readout, lambda v: v.startswith("toxicity"))  # the default, λ = 0.2
     set_slider(page, 0, 1.3)
     page.wait_for_function("([el, old]) => el.value !== old", arg=[readout.element_handle(), first])
     page.get_by_role("tab", name="History").click()
@@ -146,7 +146,7 @@ def test_history_restores_a_composition_and_its_slider(page) -> None:
 
 def test_the_keyboard_moves_the_slider_and_recomposes(page) -> None:
     readout = textbox(page, "readout")
-    first = wait_for_value(readout, lambda v: v.startswith("next token"))
+    first = wait_for_value(readout, lambda v: v.startswith("toxicity"))
     page.locator("#slider-0 input[type='range']").focus()
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
@@ -155,7 +155,7 @@ def test_the_keyboard_moves_the_slider_and_recomposes(page) -> None:
 
 def test_an_empty_expression_is_the_base_model(page) -> None:
     readout = textbox(page, "readout")
-    wait_for_value(readout, lambda v: v.startswith("next token"))
+    wait_for_value(readout, lambda v: v.startswith("toxicity"))
     expression = textbox(page, "expression")
     expression.fill("")
     expression.press("Enter")
@@ -167,7 +167,7 @@ def test_an_empty_expression_is_the_base_model(page) -> None:
 def test_switching_preset_keeps_the_mode_on_screen_and_in_history(page) -> None:
     if "unlearning" not in page.locator("#status").inner_text():
         pytest.skip("the zoo's toxic module is not built")
-    wait_for_value(textbox(page, "readout"), lambda v: v.startswith("next token"))
+    wait_for_value(textbox(page, "readout"), lambda v: v.startswith("toxicity"))
     page.locator("#mode").get_by_text("paper").click()
     page.locator("#preset").click()
     page.get_by_role("option", name="unlearning-ia3").click()
@@ -188,7 +188,7 @@ def test_a_slider_moved_during_a_sweep_is_what_chat_runs_after_it(page) -> None:
     if "unlearning" not in page.locator("#status").inner_text():
         pytest.skip("the zoo's toxic module is not built")
     readout = textbox(page, "readout")
-    first = wait_for_value(readout, lambda v: v.startswith("next token"))
+    first = wait_for_value(readout, lambda v: v.startswith("toxicity"))
     page.get_by_role("tab", name="Sweep").click()
     textbox(page, "grid-a").fill("0:1:0.25")
     page.locator("#run-sweep").click()

@@ -33,6 +33,7 @@ KEEP: dict[str, Any] = {"show_progress": "hidden"}
 MODEL_CALL: dict[str, Any] = {"concurrency_id": "model-calls", "concurrency_limit": 1, **KEEP}
 CHAT: dict[str, Any] = {"concurrency_id": "chats", "concurrency_limit": 2, **KEEP}
 LONG_RUN: dict[str, Any] = {"concurrency_id": "long-runs", "concurrency_limit": 2, **KEEP}
+CURVE: dict[str, Any] = {"concurrency_id": "curves", "concurrency_limit": 4, **KEEP}  # the live curve's fill
 
 
 def hide_server_paths(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Compose: an expression, a preset menu, exact/paper mode, sliders, and a live readout."""
+"""Compose: the expression and its sliders on the left; on the right the live curve of the
+preset's measures against λ, with the sliders' λ marked, and the readout at that λ."""
 
 from __future__ import annotations
 
@@ -8,8 +9,25 @@ from typing import Any
 import gradio as gr
 
 from workbench.ui.controller import MAX_PARAMETERS, Controller
-from workbench.ui.errors import KEEP, MODEL_CALL, guarded, session_of
+from workbench.ui.errors import CURVE, KEEP, LONG_RUN, MODEL_CALL, guarded, session_of
 from workbench.zoo.presets import PRESETS
+
+GRAMMAR_HELP = """\
+**Expressions.** Module names (see Models) combine with `+ - * /`, numbers, parentheses and
+`^` on parameters; `⊕ ⊖ × ·` work too. Any other name is a parameter and gets a slider.
+
+| expression | what it is |
+|---|---|
+| `lam*sentiment_s0 + (1-lam)*sentiment_s1` | interpolate two modules (λ=1: the first alone) |
+| `-lam*toxic` | subtract a module: λ sets how much (unlearning) |
+| `0.5*sentiment + 0.5*topic` | a fixed merge, no slider |
+| `a + lam*(b - a)` | move from `a` towards `b` |
+| *(empty)* | the base model |
+
+**λ** scales a module's weight change: 0 is the base model, 1 the module as trained, −1
+its negation. The sliders go from −2 to 2 so you can see past both ends: past 1 a module is
+amplified, below 0 it is subtracted.
+"""
 
 
 @dataclass
@@ -23,9 +41,12 @@ class ComposeView:
     names: gr.State
     sliders: list[gr.Slider]
     outputs: list[Any]
+    guide: gr.Markdown
+    plot: gr.Plot
     on_expression: Any
     on_release: Any
     on_render: Any
+    on_fill: Any
 
     @property
     def slider_inputs(self) -> list[Any]:
@@ -40,34 +61,50 @@ class ComposeView:
     @property
     def screen(self) -> list[Any]:
         """Everything the Compose tab shows about the session, in `on_render`'s order."""
-        return [self.expression, self.mode, self.names, *self.sliders, *self.outputs]
+        return [self.expression, self.mode, self.names, *self.sliders, *self.outputs, self.guide]
 
     def render(self, event: Any) -> Any:
         """After `event` changed the session (a preset, a restore, a base, a module), draw the
-        whole tab from the session's state: one render, not a patch per event."""
-        return event.success(self.on_render, [self.compare], self.screen, **MODEL_CALL)
+        whole tab from the session's state: one render, not a patch per event. The curve
+        then fills in the background."""
+        drawn = event.success(self.on_render, [self.compare, self.preset], self.screen, **MODEL_CALL)
+        drawn.success(self.on_fill, None, [self.plot], **CURVE)
+        return drawn
 
 
 def build(controller: Controller, default_expression: str, default_preset: str = "") -> ComposeView:
-    with gr.Row():
-        expression = gr.Textbox(value=default_expression, label="expression (empty: the base model)",
-                                elem_id="expression", scale=4, placeholder="lam*a + (1-lam)*b")  # fmt: skip
-        preset = gr.Dropdown([""] + list(PRESETS), value=default_preset, label="preset (paper Table 1, RED, LoTA)",
-                             scale=2, elem_id="preset")  # fmt: skip
-        mode = gr.Radio(["exact", "paper"], value="exact", label="mode", scale=1, elem_id="mode")
-    sliders = [
-        gr.Slider(-2, 2, value=0.5, step=0.05, label=f"parameter {i + 1}", visible=False, elem_id=f"slider-{i}")
-        for i in range(MAX_PARAMETERS)
-    ]
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=320):
+            preset = gr.Dropdown([""] + list(PRESETS), value=default_preset, elem_id="preset",
+                                 label="preset (the paper's settings; LoRA, (IA)³, RED, LoTA)")  # fmt: skip
+            guide = gr.Markdown(PRESETS[default_preset].guide if default_preset in PRESETS else "",
+                                elem_id="preset-guide")  # fmt: skip
+            expression = gr.Textbox(value=default_expression, label="expression (empty: the base model)",
+                                    elem_id="expression", placeholder="lam*sentiment + (1-lam)*topic")  # fmt: skip
+            with gr.Accordion("How to write an expression, and what λ does", open=False, elem_id="grammar-help"):
+                gr.Markdown(GRAMMAR_HELP)
+            mode = gr.Radio(["exact", "paper"], value="exact", label="mode", elem_id="mode")
+            sliders = [
+                gr.Slider(
+                    -2, 2, value=0.5, step=0.05, label=f"parameter {i + 1}", visible=False, elem_id=f"slider-{i}"
+                )  # fmt: skip
+                for i in range(MAX_PARAMETERS)
+            ]
+            with gr.Row():
+                choose = gr.Button("Choose λ on validation", elem_id="choose-lambda", size="sm")
+                compare = gr.Checkbox(label="compare to base", value=False, elem_id="compare")
+            chosen = gr.Markdown(elem_id="chosen-lambda")
+            canonical = gr.Textbox(label="canonical form", interactive=False, elem_id="canonical")
+            coefficients = gr.Dataframe(label="coefficients", interactive=False, elem_id="coefficients")
+        with gr.Column(scale=7, min_width=320):
+            plot = gr.Plot(label="live curve: the preset's measures against λ", elem_id="live-curve")
+            readout = gr.Textbox(label="readout at the sliders' λ (± half the 95% interval)", interactive=False,
+                                 elem_id="readout", lines=2)  # fmt: skip
+            with gr.Accordion("detail: the next token", open=False):
+                detail = gr.Textbox(show_label=False, interactive=False, elem_id="detail", lines=2)
+                base_readout = gr.Textbox(label="the base model's", interactive=False, visible=False, lines=2,
+                                          elem_id="base-readout")  # fmt: skip
     names = gr.State([])
-    with gr.Row():
-        canonical = gr.Textbox(label="canonical form", interactive=False, elem_id="canonical")
-        compare = gr.Checkbox(label="compare to base", value=False, elem_id="compare")
-    coefficients = gr.Dataframe(label="coefficients", interactive=False, elem_id="coefficients")
-    with gr.Row():
-        readout = gr.Textbox(label="readout (composed)", interactive=False, elem_id="readout", lines=2)
-        base_readout = gr.Textbox(label="readout (base)", interactive=False, visible=False, lines=2,
-                                  elem_id="base-readout")  # fmt: skip
 
     @guarded
     def on_expression(text: str, previous: list[str], v0: float, v1: float, v2: float, v3: float,
@@ -91,40 +128,60 @@ def build(controller: Controller, default_expression: str, default_preset: str =
                 updates.append(gr.update(visible=False))
         return [params, *updates]
 
+    def shown(session: str, composed: dict, show_base: bool) -> list[Any]:
+        base_text = controller.readout(session, use_base=True) if show_base else ""
+        return [composed["canonical"], composed["coefficients"], composed["readout"], composed["detail"],
+                gr.update(value=base_text, visible=show_base), composed["figure"]]  # fmt: skip
+
     @guarded
     def on_release(text: str, chosen_mode: str, params: list[str], show_base: bool, v0: float, v1: float,
                    v2: float, v3: float, request: gr.Request):  # fmt: skip
         values = (v0, v1, v2, v3)
         session = session_of(request)
-        shown = controller.recompose(session, text, dict(zip(params, values, strict=False)), chosen_mode)
-        base_text = controller.readout(session, use_base=True) if show_base else ""
-        return shown["canonical"], shown["coefficients"], shown["readout"], gr.update(value=base_text,
-                                                                                       visible=show_base)  # fmt: skip
+        composed = controller.recompose(session, text, dict(zip(params, values, strict=False)), chosen_mode)
+        return shown(session, composed, show_base)
 
     @guarded
-    def on_render(show_base: bool, request: gr.Request):
+    def on_render(show_base: bool, preset_name: str, request: gr.Request):
         session = session_of(request)
         state = controller.manager.state(session)
         params = controller.parameters(session, state.expression)
         values = {name: state.values.get(name, 0.5) for name in params}
-        shown = controller.recompose(session, state.expression, values, state.mode)
+        composed = controller.recompose(session, state.expression, values, state.mode)
         sliders = [gr.update(visible=True, label=name, value=values[name]) for name in params]
         sliders += [gr.update(visible=False)] * (MAX_PARAMETERS - len(params))
-        base_text = controller.readout(session, use_base=True) if show_base else ""
-        return [state.expression, state.mode, params, *sliders, shown["canonical"], shown["coefficients"],
-                shown["readout"], gr.update(value=base_text, visible=show_base)]  # fmt: skip
+        preset_now = PRESETS.get(preset_name)
+        guide_text = preset_now.guide if preset_now and preset_now.expression == state.expression else ""
+        return [state.expression, state.mode, params, *sliders, *shown(session, composed, show_base), guide_text]
 
-    view = ComposeView(expression, preset, mode, compare, names, sliders,
-                       [canonical, coefficients, readout, base_readout], on_expression, on_release,
-                       on_render)  # fmt: skip
+    @guarded
+    def on_fill(request: gr.Request):
+        yield from controller.fill_curve(session_of(request))
+
+    @guarded
+    def on_choose(show_base: bool, request: gr.Request):
+        session = session_of(request)
+        gr.Info("Measuring the grid on validation, then the chosen λ on test: seconds to a minute.")
+        values, text = controller.choose_lambda(session)
+        state = controller.manager.state(session)
+        composed = controller.recompose(session, state.expression, {**state.values, **values}, state.mode)
+        params = controller.parameters(session, state.expression)
+        sliders = [gr.update(value=values.get(name, state.values.get(name))) for name in params]
+        sliders += [gr.update()] * (MAX_PARAMETERS - len(params))
+        return [*sliders, *shown(session, composed, show_base), text]
+
+    outputs = [canonical, coefficients, readout, detail, base_readout, plot]
+    view = ComposeView(expression, preset, mode, compare, names, sliders, outputs, guide, plot, on_expression,
+                       on_release, on_render, on_fill)  # fmt: skip
     expression.submit(on_expression, view.slider_inputs, [names, *sliders], **KEEP).success(
         on_release, view.recompose_inputs, view.outputs, **MODEL_CALL
-    )
+    ).success(on_fill, None, [plot], **CURVE)
     for slider in sliders:
         slider.release(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL)
         # the keyboard (arrow keys on a focused slider) changes the value without a release
         slider.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL,
                      trigger_mode="always_last")  # fmt: skip
-    mode.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL)
+    mode.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL).success(on_fill, None, [plot], **CURVE)
     compare.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL)
+    choose.click(on_choose, [compare], [*sliders, *outputs, chosen], **LONG_RUN)
     return view
