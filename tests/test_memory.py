@@ -16,7 +16,10 @@ DRIVER = textwrap.dedent(
     from workbench.runtime.memory import resident_bytes
     from workbench.ui.controller import Controller
 
-    EXPRESSIONS = {"unlearning-lora": "-lam*toxic", "distribution-generalization-lora": "lam*sentiment_s0 + (1-lam)*sentiment_s1"}
+    EXPRESSIONS = {
+        "unlearning-lora": "-lam*toxic",
+        "distribution-generalization-lora": "lam*sentiment_s0 + (1-lam)*sentiment_s1",
+    }
 
     def wave(controller, prefix, count):
         sessions = []
