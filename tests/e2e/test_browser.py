@@ -98,7 +98,6 @@ def test_chat_streams_a_reply(page) -> None:
     page.locator("#chat-send").click()
     page.get_by_text(re.compile(r"toxicity \d\.\d{3}")).first.wait_for(timeout=180_000)
     assert "Talking to" in page.locator("#talking-to").inner_text()
-    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
 
 
 def test_minilm_preset_reads_accuracy_and_sweeps_it(page) -> None:
