@@ -29,7 +29,8 @@ def context_limit(base: LoadedBase) -> int:
 def perplexity(base: LoadedBase, text: str, window: int | None = None, stride: int | None = None) -> float:
     """exp(mean negative log-likelihood) of `text`'s tokens under the model as it is now."""
     if base.kind != "causal-lm":
-        raise WorkbenchError(f"perplexity needs a causal language model; {base.name} is {with_article(base.kind)} model")
+        kind = with_article(base.kind)
+        raise WorkbenchError(f"perplexity needs a causal language model; {base.name} is {kind} model")
     if base.tokenizer is None:
         raise WorkbenchError(f"base {base.name} has no tokenizer")
     ids = base.tokenizer(text, return_tensors="pt")["input_ids"].to(base.device)
