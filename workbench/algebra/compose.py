@@ -195,6 +195,12 @@ def _show(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("?" if n is None else str(n) for n in shape) + ")"
 
 
+def export_kind(composition: Composition) -> str:
+    """What `save_composition` writes for `composition`, without writing it: the PEM type
+    when it has one type and at most one task head, else "composition"."""
+    return composition.pem_types[0] if len(composition.groups) == 1 and len(composition.heads) <= 1 else "composition"
+
+
 def save_composition(composition: Composition, modules: Mapping[str, PEM], folder: Path) -> str:
     """Write the composition: in its type's own format when it has one type (and at most
     one task head, which goes with it), else as a composition folder, whose modules keep
@@ -209,7 +215,7 @@ def save_composition(composition: Composition, modules: Mapping[str, PEM], folde
         )
     composition.check_finite(composition.combined_tensors())
     folder = Path(folder)
-    if len(composition.parts) == 1 and len(composition.heads) <= 1:
+    if export_kind(composition) != "composition":
         part = composition.parts[0]
         if composition.heads:
             part = copy.copy(part)

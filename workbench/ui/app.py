@@ -39,10 +39,10 @@ def build_app(controller: Controller | None = None, preset: str = DEFAULT_PRESET
             toxicity.build(controller)
         with gr.Tab("Chat"):
             talking_to, describe = chat.build(controller)
-        with gr.Tab("Export"):
-            export.build(controller)
-        with gr.Tab("History"):
-            restored, history_table, refresh_history = history.build(controller)
+        with gr.Tab("Export") as export_tab:  # its preview follows the composition: on select and on Compose's changes
+            export.build(controller, export_tab, view.outputs)
+        with gr.Tab("History") as history_tab:  # fills by itself, the same way
+            restored, history_table, refresh_history = history.build(controller, history_tab, view.outputs)
 
         def open_preset(name: str, session: str):
             """The preset's base and modules in place of the session's; on failure, the

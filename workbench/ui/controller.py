@@ -56,6 +56,7 @@ from workbench.modules.tensor_io import write_json
 from workbench.runtime import SessionManager, SessionState
 from workbench.runtime.fairness import StepAsideEachToken
 from workbench.runtime.generation import (
+    MAX_NEW_TOKENS,
     ReplyStreamer,
     StopOnEvent,
     check_temperature,
@@ -85,7 +86,7 @@ HISTORY_COLUMNS = ["#", "time", "expression", "values", "mode", "base", "preset"
 SESSION_IDLE_SECONDS = 6 * 3600  # a session silent this long is ended when another one starts
 MAX_CHAT_CHARACTERS = 4000  # about 1,000 tokens: a 60,000-character message held the model for minutes
 CHAT_JOIN_SECONDS = 10
-CHAT_MAX_NEW_TOKENS = 512  # per side; both sides of a reply fit one ZeroGPU call (ui/gpu.py)
+CHAT_MAX_NEW_TOKENS = MAX_NEW_TOKENS  # per side: both sides of a reply still fit one ZeroGPU call (ui/gpu.py)
 CHAT_MAX_MESSAGES = 40  # earlier messages a reply may see, besides the MAX_CHAT_CHARACTERS bound on their text
 CHAT_STALL_SECONDS = 300  # a reply that waits this long for its next piece has stalled (e.g. a long queue)
 LIVE_PPL_CHARACTERS = 2000  # about 500 SmolLM2 tokens; the model cards use the whole 8,000-character slice
@@ -859,6 +860,8 @@ class Controller:
             sides.append((False, chat_turns(history, message, multi_turn)))
         if base_history is not None:
             sides.append((True, chat_turns(base_history, message, multi_turn)))
+        if not sides:
+            raise WorkbenchError("ask for a reply from the composed model, the base model, or both")
         stop = self.ui(session).chat_stop
         stop.clear()
         return self._stream_replies(session, sides, max_new_tokens, temperature, seed, stop, composed)
