@@ -1,11 +1,20 @@
-"""Slider release to new readout on screen, measured through the browser.
+"""The Compose tab's two latency targets, measured through the browser, and the naive PEFT
+loop for the same curve in the same run.
 
     .venv/bin/python bench/ui_latency.py [--releases 20]
 
-Starts the app on its default (SmolLM2-135M-Instruct with the unlearning preset), opens
-it in headless Chromium, and times from the slider's release (the number box losing
-focus) to the readout text changing: warm (alternating between two λ already composed,
-so every recompose is a cache hit) and cold (a new λ each time). Prints a markdown table.
+Starts the app as `make run` does, opens it in headless Chromium, then:
+1. selects the distribution-generalization-lora preset (MiniLM) and times from the click
+   to the live curve's coarse grid drawn complete (5 points, with the base and both
+   modules as reference lines), then waits for the whole 11-point grid;
+2. times slider releases to λ values on that grid (measured already): from the number box
+   losing focus to the marker standing at the new λ and the readout showing its value;
+3. the same releases on the default unlearning preset (SmolLM2), once its curve is filled;
+4. the naive way for the coarse curve in the same run: per λ, PEFT's `add_weighted_adapter`
+   on a deep copy, merge, and the same 100 predictions (bench/preset_sweep.py), for the
+   5 coarse points and the 2 modules alone (the base's line needs no merge).
+Prints markdown tables. Targets: a cached release under 300 ms; the first coarse curve
+under 20 s.
 """
 
 from __future__ import annotations
@@ -13,53 +22,109 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+sys.path.insert(0, str(Path(__file__).parent))
+from preset_sweep import naive_loop  # noqa: E402
+
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
+POINTS = (
+    "([name, n]) => { const p = document.querySelector('#live-curve .js-plotly-plot');"
+    " return !!p && p._fullData.some(t => t.name === name && t.x && t.x.length >= n); }"
+)
+MARKER_AT = (
+    "x => { const p = document.querySelector('#live-curve .js-plotly-plot');"
+    " return !!p && p._fullData.some(t => t.marker && t.marker.symbol === 'diamond' && t.x[0] === x); }"
+)
+
+
+def releases(page, values: list[float]) -> list[float]:
+    """Seconds from each release to the marker at the new λ and a new readout."""
+    readout = page.locator("#readout textarea").first
+    number = page.locator("#slider-0 input[data-testid='number-input']")
+    took = []
+    for value in values:
+        before = readout.input_value()
+        number.fill(f"{value:g}")
+        start = time.perf_counter()
+        number.press("Tab")
+        page.wait_for_function(MARKER_AT, arg=value)
+        page.wait_for_function("([el, old]) => el.value !== old", arg=[readout.element_handle(), before])
+        took.append(time.perf_counter() - start)
+    return took
+
+
+def row(label: str, seconds: list[float]) -> str:
+    ordered = sorted(seconds)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"| {label} | {statistics.median(seconds) * 1e3:.0f} ms | {p95 * 1e3:.0f} ms | {max(seconds) * 1e3:.0f} ms |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--releases", type=int, default=20)
     args = parser.parse_args()
-    from workbench.ui.app import build_app
+    import torch
+
+    from workbench.eval import load_csv_task
+    from workbench.ui.app import LAUNCH_OPTIONS, build_app
+    from workbench.ui.controller import LIVE_EXAMPLES
+    from workbench.zoo.presets import PRESETS
+    from workbench.zoo.registry import DATA, zoo_adapter_path
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     app = build_app().queue()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_OPTIONS)
+    grid = [round(i / 10, 1) for i in range(11)]
+    on_grid = [grid[(3 * i + 1) % 11] for i in range(args.releases)]  # a different λ each time
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
-        page = browser.new_page()
-        page.set_default_timeout(120_000)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(600_000)
         page.goto(f"http://127.0.0.1:{port}")
         page.get_by_text("Loaded preset").wait_for()
-        readout = page.locator("#readout textarea").first
-        page.wait_for_function("el => el.value.startsWith('next token')", arg=readout.element_handle())
-        number = page.locator("#slider-0 input[data-testid='number-input']")
+        page.wait_for_function(POINTS, arg=["mean toxicity", 11])  # the default preset's curve, filled
+        unlearning = releases(page, on_grid)
 
-        def release(value: float) -> float:
-            before = readout.input_value()
-            number.fill(f"{value:g}")
-            start = time.perf_counter()
-            number.press("Tab")
-            page.wait_for_function("([el, old]) => el.value !== old", arg=[readout.element_handle(), before])
-            return time.perf_counter() - start
-
-        cold = [release(0.5 + 0.013 * (i + 1)) for i in range(args.releases)]
-        release(0.2)
-        release(0.9)
-        warm = [release(0.2 if i % 2 == 0 else 0.9) for i in range(args.releases)]
+        page.locator("#preset").click()
+        start = time.perf_counter()
+        page.get_by_role("option", name="distribution-generalization-lora", exact=True).click()
+        page.wait_for_function(POINTS, arg=["sentiment-validation", 5])
+        references = page.evaluate(
+            "() => document.querySelector('#live-curve .js-plotly-plot')._fullData.filter(t => t.line && "
+            "t.line.dash === 'dash').length"
+        )
+        coarse = time.perf_counter() - start
+        page.wait_for_function(POINTS, arg=["sentiment-validation", 11])
+        whole = time.perf_counter() - start
+        generalization = releases(page, on_grid)
         browser.close()
     app.close()
-    print(f"SmolLM2-135M-Instruct, -lam*toxic (the default), {args.releases} releases each, through Chromium")
-    print("| measure | median | max |\n|---|---|---|")
-    print(f"| warm (cached λ) | {statistics.median(warm) * 1e3:.0f} ms | {max(warm) * 1e3:.0f} ms |")
-    print(f"| cold (new λ) | {statistics.median(cold) * 1e3:.0f} ms | {max(cold) * 1e3:.0f} ms |")
+
+    preset = PRESETS["distribution-generalization-lora"]
+    task = load_csv_task(DATA / f"{preset.tasks[0]}.csv").subset(LIVE_EXAMPLES, 0)
+    paths = {name: zoo_adapter_path(zoo) for name, zoo in preset.adapters.items()}
+    naive = naive_loop(preset.base, paths, (0.0, 0.2, 0.5, 0.8, 1.0, 0.0, 1.0), task)
+
+    print(f"Through Chromium on this machine ({torch.get_num_threads()} threads), {args.releases} releases each")
+    print("\n| slider release to the marker and readout, λ already measured | median | p95 | max |")
+    print("|---|---|---|---|")
+    print(row("distribution-generalization-lora (MiniLM)", generalization))
+    print(row("unlearning-lora (SmolLM2, the default)", unlearning))
+    print("\n| distribution-generalization-lora, from the preset click | seconds |\n|---|---|")
+    print(f"| coarse curve complete (5 points, {references} reference lines drawn) | {coarse:.1f} |")
+    print(f"| whole grid (11 points) | {whole:.1f} |")
+    shown = f"{naive:.1f}" if isinstance(naive, float) else naive
+    print(f"| naive PEFT loop, same 5 points and the 2 modules alone, no UI | {shown} |")
+    if isinstance(naive, float):
+        print(f"\nThe coarse curve through the app takes {coarse / naive:.2f}× the naive loop's time.")
 
 
 if __name__ == "__main__":

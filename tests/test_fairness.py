@@ -49,6 +49,9 @@ def test_stepping_aside_lets_the_waiters_in_and_takes_the_lock_back() -> None:
 @pytest.fixture
 def controller(base_dirs, adapters, monkeypatch):
     monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["llama"].parent.parent))
+    # a release's live readout samples toxicity: each token is a turn at the lock; keep it short
+    monkeypatch.setattr("workbench.ui.controller.LIVE_SAMPLES", 1)
+    monkeypatch.setattr("workbench.ui.controller.LIVE_TOKENS", 2)
     controller = Controller()
     for session in ("chatty", "slider"):
         controller.start(session, base=str(base_dirs["llama"]))
@@ -80,7 +83,7 @@ def test_a_slider_release_runs_between_two_batches_of_a_long_job(controller) -> 
         shown = pool.submit(controller.recompose, "slider", "lam*a", {"lam": 0.4}).result(timeout=60)
         at = int(progress["batches"])
         job.result(timeout=60)
-    assert shown["readout"].startswith("next token")
+    assert shown["detail"].startswith("next token")
     assert at < 150, f"the slider release waited for {at} of 200 batches"
     assert progress["own"], "the long job ran a batch on another session's composition"
 
@@ -118,3 +121,31 @@ def test_a_long_job_keeps_its_own_composition_when_its_session_moves_on(controll
         job.result(timeout=60)
     assert set(seen) == {first_key}
     assert manager.state("chatty").values == {"lam": 0.2}
+
+
+def test_a_timed_acquire_gives_up_and_leaves_the_queue_as_it_was() -> None:
+    lock, order = FairLock(), []
+    lock.acquire()
+    got = []
+    thread = threading.Thread(target=lambda: got.append(lock.acquire(timeout=0.05)))
+    thread.start()
+    thread.join()
+    assert got == [False] and lock.waiting == 0
+    waiter = threading.Thread(target=lambda: (lock.acquire(), order.append("next"), lock.release()))
+    waiter.start()
+    lock.release()
+    waiter.join(timeout=5)
+    assert order == ["next"]  # the one that gave up did not block the line
+
+
+def test_at_exit_a_model_call_stops_at_its_next_step_and_waits(controller) -> None:
+    """`close` holds the models: a long generation stops between two tokens and waits in
+    Python, so the interpreter never exits with a thread inside torch (status 134)."""
+    replies = controller.chat("chatty", "hello", max_new_tokens=200)
+    next(replies)
+    worker = threading.Thread(target=lambda: list(replies), daemon=True)
+    worker.start()
+    controller.close(timeout=10)
+    base = controller.manager.base(controller.manager.state("chatty").base)
+    assert base.lock._owner == threading.get_ident()  # this thread holds it for good
+    assert base.lock.waiting == 1  # the generation, between two tokens

@@ -142,9 +142,9 @@ def metric_plot(frame: pd.DataFrame, parameter: str, metrics: Sequence[str], tit
 
 def toxicity_plot(frame: pd.DataFrame, parameter: str, title: str = "", *, x_range: Sequence[float] | None = None,
                   perplexity: str = "perplexity") -> go.Figure:  # fmt: skip
-    """Mean toxicity (from 0, with its interval as a band) against λ, with perplexity on a
-    second axis (the paper's Table 4 as a curve); references as dashed lines in the legend,
-    and rows of kind "module" (a module itself, e.g. +toxic at λ = -1) as single points."""
+    """Mean toxicity (with its interval as a band) against λ, with perplexity on a second
+    axis (the paper's Table 4 as a curve), both from 0; references as dashed lines in the
+    legend, and rows of kind "module" (a module itself, e.g. +toxic at λ = -1) as points."""
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     curve = _curve(frame, parameter)
     span = _span(curve, parameter, x_range)
@@ -177,7 +177,7 @@ def toxicity_plot(frame: pd.DataFrame, parameter: str, title: str = "", *, x_ran
                                             cliponaxis=False), secondary_y=secondary)  # fmt: skip
     _finish(figure, title or f"toxicity and perplexity against {parameter}", parameter, x_range)
     figure.update_yaxes(title_text=axis_title(["toxicity"], "mean toxicity"), rangemode="tozero", secondary_y=False)
-    figure.update_yaxes(title_text=axis_title([perplexity]), secondary_y=True, showgrid=False)
+    figure.update_yaxes(title_text=axis_title([perplexity]), rangemode="tozero", secondary_y=True, showgrid=False)
     return figure
 
 
@@ -233,7 +233,7 @@ def live_figure(frame: pd.DataFrame, parameter: str | None, columns: Sequence[st
         figure.add_vline(x=at, line_dash="dot", line_color="crimson", opacity=0.8)
         here = points(frame)
         here = here[(here[parameter] - at).abs() < 1e-9]
-        for column in [c for c in columns if c in here and c != "toxic_rate"]:
+        for column in [c for c in columns if c in here and c != "toxic_rate" and not here.empty]:
             marker = go.Scatter(x=[at], y=[float(here[column].iloc[0])], mode="markers", showlegend=False,
                                 marker={"size": 13, "color": "crimson", "symbol": "diamond"},
                                 name=f"{parameter}={at:g}")  # fmt: skip

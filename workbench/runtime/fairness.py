@@ -12,6 +12,7 @@ waits at most one batch.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,20 +34,28 @@ class FairLock:
         self._depth = 0
         self._queue: deque[object] = deque()
 
-    def _wait_for_turn(self) -> None:
+    def _wait_for_turn(self, timeout: float | None = None) -> bool:
         ticket = object()
         self._queue.append(ticket)
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._owner is not None or self._queue[0] is not ticket:
-            self._condition.wait()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                self._queue.remove(ticket)
+                self._condition.notify_all()  # the next in line may be free to go now
+                return False
+            self._condition.wait(remaining)
         self._queue.popleft()
+        return True
 
-    def acquire(self) -> bool:
+    def acquire(self, timeout: float | None = None) -> bool:
         me = threading.get_ident()
         with self._condition:
             if self._owner == me:
                 self._depth += 1
                 return True
-            self._wait_for_turn()
+            if not self._wait_for_turn(timeout):
+                return False
             self._owner, self._depth = me, 1
             return True
 

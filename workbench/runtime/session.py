@@ -321,6 +321,13 @@ class SessionManager:
             self._recycle(evicted_key, tensors)
         return patched
 
+    def freeze(self, timeout: float) -> None:
+        """Take every loaded base's lock for good, for a process about to exit: a thread in
+        the middle of a model call finishes its step and then waits, in Python, instead of
+        running torch while the interpreter shuts down (which aborts the process)."""
+        for base in list(self._bases.values()):
+            base.lock.acquire(timeout)
+
     def prepare(self, session: str) -> None:
         """Fold the session's composition into the cache now, in this process, without making
         it live. On a ZeroGPU Space the model runs in forked workers that keep nothing: a

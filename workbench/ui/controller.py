@@ -7,6 +7,7 @@ tests call these directly; the Gradio tabs turn the errors into `gr.Error`.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.metadata
 import math
@@ -16,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +100,14 @@ LIVE_TOKENS = 24
 LIVE_GRID = "0:1:0.1"  # for an expression that is not a preset's own
 TEST_EXAMPLES = 400  # per task, for the test numbers beside a λ chosen on validation
 UNLEARNING_PPL_RATIO = 1.05  # the model cards' rule: perplexity within 5% of the base
+CLOSE_SECONDS = 30  # at exit, how long to wait for a model call to reach its next step
+_CONTROLLERS: weakref.WeakSet[Controller] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_controllers() -> None:
+    for controller in list(_CONTROLLERS):
+        controller.close()
 
 
 @dataclass
@@ -230,6 +240,18 @@ class Controller:
         self.gpu = gpu  # where model calls run: a ZeroGPU worker on a Space (ui/gpu.py)
         self.results = ResultCache()
         self._ui: dict[str, UiSession] = {}
+        _CONTROLLERS.add(self)
+
+    def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """For a process about to exit: stop every session's background runs and hold the
+        models. The interpreter must not exit while a Gradio worker thread is inside torch:
+        it aborts the process ("terminate called without an active exception", status 134)."""
+        for ui in list(self._ui.values()):
+            ui.stop.set()
+            ui.chat_stop.set()
+            if ui.curve is not None:
+                ui.curve.stale.set()
+        self.manager.freeze(timeout)
 
     # sessions ----------------------------------------------------------
 
@@ -298,6 +320,8 @@ class Controller:
     def release(self, session: str) -> None:
         self.manager.release(session)
         ui = self._ui.pop(session, None)
+        if ui is not None and ui.curve is not None:
+            ui.curve.stale.set()  # the page is gone: its curve's fill stops at the next point
         if ui is not None and ui.folder is not None:
             shutil.rmtree(ui.folder, ignore_errors=True)
 
@@ -706,10 +730,11 @@ class Controller:
             if stop.is_set() and last.done < last.total:  # checked here too: a GPU worker does not see the flag
                 updates.close()
                 break
-            yield (sweep_figure(last.frame, names, columns, grid=grid), last.frame,
+            frame = _parameters_first(last.frame, names)
+            yield (sweep_figure(frame, names, columns, grid=grid), frame,
                    progress_line(last.done, last.total, time.monotonic() - started))  # fmt: skip
         if stop.is_set() and (last is None or last.done < last.total):
-            frame = last.frame if last is not None else pd.DataFrame()
+            frame = _parameters_first(last.frame, names) if last is not None else pd.DataFrame()
             where = f"at {last.done}/{last.total} points" if last is not None else "before the first point"
             yield sweep_figure(frame, names, columns, grid=grid), frame, f"stopped {where}"
 
@@ -790,8 +815,9 @@ class Controller:
         frame = pd.DataFrame(rows, columns=["setting", "score", "prompt", "completion"])  # the score stays in view
         boxes = go.Figure([go.Box(y=group["score"], name=name, boxpoints="all", jitter=0.3)
                            for name, group in frame.groupby("setting", sort=False)])  # fmt: skip
-        boxes.update_layout(title=f"toxicity per setting — scorer: {self.scorer.name}", template="plotly_white",
-                            yaxis_title=axis_title(["toxicity"], "toxicity score"), showlegend=False)  # fmt: skip
+        boxes.update_layout(title={"text": "toxicity score per setting", "subtitle": {"text": self.scorer.name}},
+                            yaxis_title=axis_title(["toxicity"], "score"), showlegend=False,
+                            template="plotly_white")  # fmt: skip
         boxes.update_yaxes(rangemode="tozero")
         curve_figure = toxicity_plot(pd.DataFrame(curve), "lam", f"toxicity and perplexity against λ in −λ·{module}",
                                      x_range=grid_range([-1.0, 0.0, *lambdas]))  # fmt: skip
@@ -1098,6 +1124,13 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _parameters_first(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """A sweep's rows with its parameters right after kind and label (the reference rows,
+    which come first, have none, so pandas would put them last)."""
+    first = [c for c in ("kind", "label", *names) if c in frame]
+    return frame[first + [c for c in frame.columns if c not in first]]
 
 
 def rounded(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
