@@ -101,7 +101,7 @@ def test_toxicity_pipeline_with_both_scorers(manager, tmp_path) -> None:
         frame = list(sweep(manager, "s", "-lam*lora_a", [parse_grid("lam=0,1")], measures))[-1].frame
         assert frame["toxicity"].between(0, 1).all() and frame["toxic_rate"].between(0, 1).all()
         figure = toxicity_plot(frame, "lam")
-        assert {trace.name for trace in figure.data} == {"mean toxicity", "perplexity"}
+        assert {trace.name for trace in figure.data} >= {"mean toxicity", "perplexity", "base toxicity"}
 
 
 def test_metric_plot_has_curves_average_and_references() -> None:
@@ -113,9 +113,9 @@ def test_metric_plot_has_curves_average_and_references() -> None:
         ]
     )
     figure = metric_plot(frame, "lam", ["t1", "t2"])
-    assert [trace.name for trace in figure.data] == ["t1", "t2", "average"]
+    assert [trace.name for trace in figure.data] == ["t1", "t2", "average", "base (t1)", "base (t2)"]
     assert list(figure.data[2].y) == pytest.approx([0.65, 0.65])
-    assert len(figure.layout.shapes) == 2  # one reference line per metric
+    assert [trace.line.dash for trace in figure.data[3:]] == ["dash", "dash"]  # one reference line per metric
 
 
 def test_refine_finds_the_peak_and_optuna_the_optimum() -> None:
