@@ -142,7 +142,8 @@ class UserSession(RuleBasedStateMachine):
         with manager.model_for("s") as base:
             live = manager._live[base.key].key
         assert live == manager.cache_key(state)
-        assert self.controller.readout("s") == self.screen["readout"]
+        assert self.controller.readout("s") == self.screen["detail"]  # the next token of what runs
+        assert self.controller.point_readout("s") == self.screen["readout"]  # the measures at what runs
 
     def teardown(self) -> None:
         if self.sweep is not None:
