@@ -241,3 +241,21 @@ def adapters(base_dirs, workdir) -> dict[str, dict[str, Path]]:
             "sparse_b": make_sparse(base_dirs, workdir, kind, "sparse_b", seed=9),
         }
     return made
+
+
+@pytest.fixture
+def tiny_controller(base_dirs, adapters, monkeypatch) -> Callable[..., object]:
+    """Makes the UI's Controller with one session on the tiny LLaMA holding two LoRAs, `a`
+    and `toxic`, as the tabs' tests need it."""
+    from workbench.ui.controller import Controller
+
+    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["llama"].parent.parent))
+
+    def make(session: str = "s") -> Controller:
+        controller = Controller()
+        controller.start(session, base=str(base_dirs["llama"]))
+        controller.add_adapter(session, "a", str(adapters["llama"]["lora_a"]))
+        controller.add_adapter(session, "toxic", str(adapters["llama"]["lora_b"]))
+        return controller
+
+    return make

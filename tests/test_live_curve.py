@@ -11,15 +11,10 @@ from workbench.ui.controller import Controller
 
 
 @pytest.fixture
-def controller(base_dirs, adapters, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["llama"].parent.parent))
+def controller(tiny_controller, monkeypatch):
     monkeypatch.setattr("workbench.ui.controller.LIVE_SAMPLES", 2)  # small: the curve measures 11 points
     monkeypatch.setattr("workbench.ui.controller.LIVE_TOKENS", 4)
-    controller = Controller()
-    controller.start("s", base=str(base_dirs["llama"]))
-    controller.add_adapter("s", "a", str(adapters["llama"]["lora_a"]))
-    controller.add_adapter("s", "toxic", str(adapters["llama"]["lora_b"]))
-    return controller
+    return tiny_controller("s")
 
 
 def measured(controller: Controller) -> list[float]:

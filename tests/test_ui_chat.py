@@ -26,12 +26,8 @@ from workbench.ui.controller import (
 
 
 @pytest.fixture
-def controller(base_dirs, adapters, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["llama"].parent.parent))
-    controller = Controller()
-    controller.start("s", base=str(base_dirs["llama"]))
-    controller.add_adapter("s", "a", str(adapters["llama"]["lora_a"]))
-    controller.add_adapter("s", "toxic", str(adapters["llama"]["lora_b"]))
+def controller(tiny_controller):
+    controller = tiny_controller("s")
     controller.recompose("s", "-lam*toxic", {"lam": 0.5})
     return controller
 

@@ -5,17 +5,11 @@ import zipfile
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.ui.controller import Controller
 
 
 @pytest.fixture
-def controller(base_dirs, adapters, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["llama"].parent.parent))
-    controller = Controller()
-    controller.start("tab", base=str(base_dirs["llama"]))
-    controller.add_adapter("tab", "a", str(adapters["llama"]["lora_a"]))
-    controller.add_adapter("tab", "toxic", str(adapters["llama"]["lora_b"]))
-    return controller
+def controller(tiny_controller):
+    return tiny_controller("tab")
 
 
 def test_models_table_describes_each_module(controller) -> None:

@@ -23,13 +23,8 @@ INPUT = torch.tensor([[5, 17, 42, 99, 3, 64, 1]])
 
 
 @pytest.fixture
-def controller(base_dirs, adapters, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["llama"].parent.parent))
-    controller = Controller()
-    controller.start("tab", base=str(base_dirs["llama"]))
-    controller.add_adapter("tab", "a", str(adapters["llama"]["lora_a"]))
-    controller.add_adapter("tab", "toxic", str(adapters["llama"]["lora_b"]))
-    return controller
+def controller(tiny_controller):
+    return tiny_controller("tab")
 
 
 @pytest.fixture

@@ -22,13 +22,8 @@ def rows(*points: dict, metric: str = "perplexity") -> pd.DataFrame:
 
 
 @pytest.fixture
-def controller(base_dirs, adapters, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["llama"].parent.parent))
-    controller = Controller()
-    controller.start("s", base=str(base_dirs["llama"]))
-    controller.add_adapter("s", "a", str(adapters["llama"]["lora_a"]))
-    controller.add_adapter("s", "toxic", str(adapters["llama"]["lora_b"]))
-    return controller
+def controller(tiny_controller):
+    return tiny_controller("s")
 
 
 # the figure builder ----------------------------------------------------------

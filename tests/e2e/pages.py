@@ -52,3 +52,13 @@ def set_slider(page, index: int, value: float) -> None:
     number = page.locator(f"#slider-{index} input[data-testid='number-input']")
     number.fill(str(value))
     number.press("Tab")  # blur: the slider fires `release`
+
+
+def choose_preset(page, name: str) -> None:
+    """Open a preset from the Compose tab's menu (typing filters the menu, so any preset is in reach)."""
+    import re
+
+    page.get_by_role("tab", name="Compose").click()
+    page.locator("#preset input").first.fill(name)
+    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_text(re.compile(f"Loaded preset {re.escape(name)}")).wait_for()

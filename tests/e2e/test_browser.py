@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.e2e.pages import BROWSER, SHOTS, on_top, set_slider, textbox, wait_for_value
+from tests.e2e.pages import BROWSER, SHOTS, choose_preset, on_top, set_slider, textbox, wait_for_value
 
 pytestmark = BROWSER
 
@@ -106,9 +106,7 @@ def test_minilm_preset_reads_accuracy_and_sweeps_it(page) -> None:
     if not (ADAPTERS / "minilm-sentiment-s0-lora").is_dir():
         pytest.skip("the zoo's MiniLM modules are not built")
     page.get_by_role("tab", name="Compose").click()
-    page.locator("#preset").click()
-    page.get_by_role("option", name="distribution-generalization-lora", exact=True).click()
-    page.get_by_text(re.compile("Loaded preset distribution-generalization-lora")).wait_for()
+    choose_preset(page, "distribution-generalization-lora")
     readout = textbox(page, "readout")
     page.wait_for_function("el => el.value.startsWith('sentiment-validation')", arg=readout.element_handle())
     assert "sentiment_s0" in readout.input_value() and "(n=100)" in readout.input_value()
@@ -168,9 +166,7 @@ def test_switching_preset_keeps_the_mode_on_screen_and_in_history(page) -> None:
         pytest.skip("the zoo's toxic module is not built")
     wait_for_value(textbox(page, "readout"), lambda v: v.startswith("toxicity"))
     page.locator("#mode").get_by_text("paper").click()
-    page.locator("#preset").click()
-    page.get_by_role("option", name="unlearning-ia3").click()
-    page.get_by_text(re.compile("Loaded preset unlearning-ia3")).wait_for(timeout=120_000)
+    choose_preset(page, "unlearning-ia3")
     page.get_by_role("tab", name="History").click()
     table = page.locator("#history-table")
     for _ in range(20):  # the preset's recompose lands a moment after its status line

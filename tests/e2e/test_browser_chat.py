@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.e2e.pages import BROWSER, SHOTS, textbox
+from tests.e2e.pages import BROWSER, SHOTS, choose_preset, textbox
 
 pytestmark = BROWSER
 
@@ -111,10 +111,7 @@ def test_an_encoder_preset_turns_chat_off_in_one_line(page) -> None:
 
     if not (ADAPTERS / "minilm-sentiment-s0-lora").is_dir():
         pytest.skip("the zoo's MiniLM modules are not built")
-    page.get_by_role("tab", name="Compose").click()
-    page.locator("#preset").click()
-    page.get_by_role("option", name="distribution-generalization-lora", exact=True).click()
-    page.get_by_text(re.compile("Loaded preset distribution-generalization-lora")).wait_for()
+    choose_preset(page, "distribution-generalization-lora")
     page.get_by_role("tab", name="Chat").click()
     talking = page.locator("#talking-to")
     page.wait_for_function("el => el.innerText.includes('cannot chat')", arg=talking.element_handle())

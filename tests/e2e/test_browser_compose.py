@@ -3,7 +3,7 @@ with its marker, the readout with intervals, λ chosen on validation, and a phon
 
 import re
 
-from tests.e2e.pages import BROWSER, SHOTS, set_slider, textbox, wait_for_value
+from tests.e2e.pages import BROWSER, SHOTS, choose_preset, set_slider, textbox, wait_for_value
 
 pytestmark = BROWSER
 
@@ -45,8 +45,7 @@ def test_the_first_screen_explains_the_preset_and_the_grammar(page) -> None:
     page.get_by_text("How to write an expression, and what λ does").click()
     help_text = page.locator("#grammar-help").inner_text()
     assert "lam*sentiment_s0 + (1-lam)*sentiment_s1" in help_text and "from −2 to 2" in help_text
-    page.locator("#preset input").first.fill("multi-task-lora")  # the menu filters as one types
-    page.get_by_role("option", name="multi-task-lora", exact=True).click()
+    choose_preset(page, "multi-task-lora")
     page.wait_for_function("el => el.innerText.includes('Table 3')", arg=guide.element_handle())
     expression = textbox(page, "expression")
     page.wait_for_function("el => el.value === 'lam*sentiment + (1-lam)*topic'", arg=expression.element_handle())
