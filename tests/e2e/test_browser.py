@@ -25,7 +25,6 @@ def test_opens_with_the_default_loaded(page) -> None:
         assert page.locator("#preset input").first.input_value() == "unlearning-lora"
     readout = textbox(page, "readout")
     wait_for_value(readout, lambda v: v.startswith("toxicity"))
-    page.screenshot(path=str(SHOTS / "compose.png"), full_page=True)
 
 
 def test_preset_and_slider_change_the_readout(page) -> None:
@@ -76,7 +75,6 @@ def test_short_sweep_fills_plot_and_table(page) -> None:
     assert page.locator("#sweep-plot .js-plotly-plot, #sweep-plot .plotly").count() > 0
     table = page.locator("#sweep-table").inner_text()
     assert "reference" in table and "point" in table and "perplexity" in table
-    page.screenshot(path=str(SHOTS / "sweep.png"), full_page=True)
 
 
 def test_sweep_can_be_cancelled(page) -> None:
