@@ -94,7 +94,7 @@ def test_a_sweep_says_where_it_is_and_when_it_is_done(controller) -> None:
     assert texts[0].startswith("1/4 points · about ") and texts[0].endswith(" left")
     assert texts[-1].startswith("done: 4/4 points in ")
     assert tuple(updates[-1][0].layout.xaxis.range) == (0.0, 1.0)
-    assert list(updates[-1][1].columns[:3]) == ["kind", "label", "lam"]  # the parameter beside the label
+    assert list(updates[-1][1].columns[:3]) == ["lam", "kind", "label"]  # the parameter first: in view on a phone
 
 
 def test_stop_says_where_it_stopped_and_keeps_the_points(controller) -> None:

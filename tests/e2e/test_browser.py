@@ -31,8 +31,7 @@ def test_preset_and_slider_change_the_readout(page) -> None:
     if "unlearning" not in page.locator("#status").inner_text():
         pytest.skip("the zoo's toxic module is not built")
     page.get_by_role("tab", name="Compose").click()
-    page.locator("#preset").click()
-    page.get_by_role("option", name="unlearning-lora").click()
+    choose_preset(page, "unlearning-lora")
     page.wait_for_function("el => el.value === '-lam*toxic'", arg=textbox(page, "expression").element_handle())
     readout = textbox(page, "readout")
     first = wait_for_value(readout, lambda v: v.startswith("toxicity"))
@@ -94,7 +93,7 @@ def test_chat_streams_a_reply(page) -> None:
     page.get_by_role("tab", name="Chat").click()
     textbox(page, "chat-message").fill("Say hello in five words.")
     page.locator("#chat-send").click()
-    page.get_by_text(re.compile(r"toxicity \d\.\d{3}")).first.wait_for(timeout=180_000)
+    page.locator("#chat-composed").get_by_text(re.compile(r"toxicity \d\.\d{3}")).first.wait_for(timeout=180_000)
     assert "Talking to" in page.locator("#talking-to").inner_text()
 
 

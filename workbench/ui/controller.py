@@ -1127,9 +1127,10 @@ def _duration(seconds: float) -> str:
 
 
 def _parameters_first(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """A sweep's rows with its parameters right after kind and label (the reference rows,
-    which come first, have none, so pandas would put them last)."""
-    first = [c for c in ("kind", "label", *names) if c in frame]
+    """A sweep's rows with its parameters first, then kind and label: on a phone's width the
+    λ column is the one that must stay in view (pandas would put it last: the reference
+    rows, which come first, have none)."""
+    first = [c for c in (*names, "kind", "label") if c in frame]
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
