@@ -122,8 +122,8 @@ def test_a_small_toxicity_run_shows_progress_and_both_plots(page) -> None:
     page.get_by_text(re.compile(r"sampled · [12]/3 settings · about \d+ (s|min) left")).first.wait_for(timeout=300_000)
     done = wait_for_progress(page, "toxicity-progress", r"^done: 3/3 settings in ")
     assert done.endswith("2 samples each")
-    for plot in ("#toxicity-boxes", "#toxicity-curve"):
-        assert page.locator(f"{plot} .js-plotly-plot").count() == 1
+    for plot in ("#toxicity-boxes", "#toxicity-curve"):  # the plots draw a moment after the progress line
+        page.locator(f"{plot} .js-plotly-plot").first.wait_for(timeout=30_000)
     curve = page.locator("#toxicity-curve").inner_text()
     assert "+toxic toxicity" in curve and "base perplexity" in curve
     headers = [h.strip() for h in page.locator("#toxicity-table thead th").all_inner_texts() if h.strip()]

@@ -67,6 +67,7 @@ from workbench.runtime.generation import (
 )
 from workbench.runtime.session import check_module_name
 from workbench.ui.gpu import GpuRunner, on_gpu
+from workbench.ui.inflight import HANDLERS
 from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.registry import ADAPTERS, ASSETS, DATA, zoo_adapter_path, zoo_adapters
@@ -100,7 +101,7 @@ LIVE_TOKENS = 24
 LIVE_GRID = "0:1:0.1"  # for an expression that is not a preset's own
 TEST_EXAMPLES = 400  # per task, for the test numbers beside a λ chosen on validation
 UNLEARNING_PPL_RATIO = 1.05  # the model cards' rule: perplexity within 5% of the base
-CLOSE_SECONDS = 30  # at exit, how long to wait for a model call to reach its next step
+CLOSE_SECONDS = 20  # at exit, how long to wait for handlers to return, then for a model call's next step
 _CONTROLLERS: weakref.WeakSet[Controller] = weakref.WeakSet()
 
 
@@ -251,7 +252,8 @@ class Controller:
             ui.chat_stop.set()
             if ui.curve is not None:
                 ui.curve.stale.set()
-        self.manager.freeze(timeout)
+        HANDLERS.wait_idle(timeout)  # each stops at its next point or token and returns
+        self.manager.freeze(timeout)  # a handler still running waits at its next step
 
     # sessions ----------------------------------------------------------
 

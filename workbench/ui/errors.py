@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from workbench.errors import WorkbenchError, single_line
+from workbench.ui.inflight import HANDLERS
 from workbench.zoo.registry import ASSETS
 
 log = logging.getLogger("workbench.ui")
@@ -62,13 +63,15 @@ def one_line(exc: BaseException) -> gr.Error:
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn any exception into one line (the session keeps its state: the controller only
-    changes it on success). Works for plain functions and generators."""
+    changes it on success). Works for plain functions and generators. Counts the handler
+    as in flight while it runs (ui/inflight.py)."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any) -> Any:
             try:
-                yield from fn(*args, **kwargs)
+                with HANDLERS.running():
+                    yield from fn(*args, **kwargs)
             except Exception as exc:
                 raise one_line(exc) from None
 
@@ -77,7 +80,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with HANDLERS.running():
+                return fn(*args, **kwargs)
         except Exception as exc:
             raise one_line(exc) from None
 
