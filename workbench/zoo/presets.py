@@ -62,7 +62,8 @@ def _unlearning(pem: str, lam: float = 0.2) -> Preset:
     base_tox, negated_tox, base_ppl, negated_ppl = _UNLEARNING[pem]
     guide = (f"Unlearning (paper Table 4): subtract a module trained on toxic text. Look for toxicity below the "
              f"base while perplexity stays within 5%; ours at λ=0.2: toxicity {base_tox:.3f} → {negated_tox:.3f}, "
-             f"perplexity {base_ppl:.2f} → {negated_ppl:.2f}.")
+             f"perplexity {base_ppl:.2f} → {negated_ppl:.2f} (its card: 400 samples, 8,000 characters; the live "
+             f"readout measures fewer).")
     return Preset(
         f"unlearning-{pem}", "unlearning (⊖θ)", "smollm2-135m-instruct", {"toxic": f"smollm2-toxic-{pem}"},
         "-lam*toxic", "lam=0:1:0.1", ("toxicity", "austen-perplexity"), {"lam": lam}, guide=guide,
