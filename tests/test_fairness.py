@@ -153,3 +153,6 @@ def test_at_exit_a_model_call_stops_at_its_next_step_and_waits(controller) -> No
     while worker.is_alive() and base.lock.waiting == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not worker.is_alive() or base.lock.waiting == 1
+    base.lock.release()  # this process goes on with other tests: let the generation end
+    worker.join(timeout=30)
+    assert not worker.is_alive()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -325,8 +326,9 @@ class SessionManager:
         """Take every loaded base's lock for good, for a process about to exit: a thread in
         the middle of a model call finishes its step and then waits, in Python, instead of
         running torch while the interpreter shuts down (which aborts the process)."""
+        deadline = time.monotonic() + timeout
         for base in list(self._bases.values()):
-            base.lock.acquire(timeout)
+            base.lock.acquire(max(0.0, deadline - time.monotonic()))
 
     def prepare(self, session: str) -> None:
         """Fold the session's composition into the cache now, in this process, without making

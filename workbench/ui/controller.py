@@ -107,8 +107,15 @@ _CONTROLLERS: weakref.WeakSet[Controller] = weakref.WeakSet()
 
 @atexit.register
 def _close_controllers() -> None:
-    for controller in list(_CONTROLLERS):
-        controller.close()
+    """One deadline for the whole process, however many controllers it made (the tests make
+    hundreds): stop every background run, wait once for the handlers, then hold the models."""
+    controllers = list(_CONTROLLERS)
+    for controller in controllers:
+        controller.stop_all()
+    HANDLERS.wait_idle(CLOSE_SECONDS)
+    deadline = time.monotonic() + CLOSE_SECONDS
+    for controller in controllers:
+        controller.manager.freeze(max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -243,15 +250,19 @@ class Controller:
         self._ui: dict[str, UiSession] = {}
         _CONTROLLERS.add(self)
 
-    def close(self, timeout: float = CLOSE_SECONDS) -> None:
-        """For a process about to exit: stop every session's background runs and hold the
-        models. The interpreter must not exit while a Gradio worker thread is inside torch:
-        it aborts the process ("terminate called without an active exception", status 134)."""
+    def stop_all(self) -> None:
+        """Stop every session's background runs (curves, sweeps, chats) at their next step."""
         for ui in list(self._ui.values()):
             ui.stop.set()
             ui.chat_stop.set()
             if ui.curve is not None:
                 ui.curve.stale.set()
+
+    def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """For a process about to exit: stop every session's background runs and hold the
+        models. The interpreter must not exit while a Gradio worker thread is inside torch:
+        it aborts the process ("terminate called without an active exception", status 134)."""
+        self.stop_all()
         HANDLERS.wait_idle(timeout)  # each stops at its next point or token and returns
         self.manager.freeze(timeout)  # a handler still running waits at its next step
 
