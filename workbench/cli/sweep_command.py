@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,25 +12,26 @@ import pandas as pd
 
 from workbench.algebra import parse
 from workbench.cli.arguments import add_composition_arguments, count, parse_pairs, parse_values, require_empty_folder
+from workbench.cli.sweep_runners import Runner, runner_for
+from workbench.distributed.cluster import check_workers
+from workbench.distributed.pool import PointFailed
 from workbench.errors import WorkbenchError
 from workbench.eval import (
     GridAxis,
     PerplexityMeasure,
-    ResultCache,
+    SweepUpdate,
     TaskMeasure,
     ToxicityMeasure,
     default_scorer,
     load_csv_task,
     parse_grids,
-    sweep,
 )
 from workbench.eval.auto import choose_values, metric_columns, perplexity_column
 from workbench.eval.measures import MAX_EXAMPLES, MAX_SAMPLES
 from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
-from workbench.eval.sweep import measure_point, require_values
+from workbench.eval.sweep import require_values
 from workbench.files import staged_folder
-from workbench.runtime import SessionManager
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.registry import zoo_adapter_path, zoo_task_path
 
@@ -54,6 +56,15 @@ Examples:
       --task ppl:assets/examples/sample.txt --out out/sweep
 
 Ctrl-C keeps the finished points: DIR gets their results.csv and plot.html (exit 130).
+
+--backend ray measures the points on Ray workers: each loads the base once, then takes
+points as they come free; rows stream back into the same results.csv, plot and progress.
+Without --address a local Ray starts with this machine's cores and stops at the end;
+--address HOST:PORT joins a running cluster (`ray start --head --port PORT`; the base must
+load on every node: a zoo name, a hub id, or a folder present on each). --auto with
+several parameters then searches with Ray Tune's Optuna searcher. A worker that dies or a
+point that fails ends the sweep with one line naming the point (exit 2); the finished
+points are kept in DIR.
 
 Exit status: 0 on success, 2 on bad input (one line on stderr), 130 when interrupted."""
 
@@ -81,6 +92,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--auto", action="store_true", help="choose λ on the --task data")
     parser.add_argument("--out", type=Path, help="output folder")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local", help="where points run (default local)")
+    parser.add_argument("--address", help="with --backend ray: HOST:PORT of a running cluster's head")
+    parser.add_argument("--workers", type=int, help="with --backend ray: how many workers (default: one per CPU)")
     parser.set_defaults(run=run)
 
 
@@ -134,8 +148,7 @@ class Finished:
     interrupted: bool = False
 
 
-def measure_grid(manager: SessionManager, expression: str, axes: list[GridAxis], measures: list, cache: ResultCache,
-                 fixed: dict[str, float]) -> Finished:  # fmt: skip
+def measure_grid(updates: Iterator[SweepUpdate], measures: list) -> Finished:
     """Run the sweep, keeping every finished point through Ctrl-C. The scorer banner and the
     progress bar appear only once the first point is done, so an error before any work is
     the only line on stderr."""
@@ -143,11 +156,11 @@ def measure_grid(manager: SessionManager, expression: str, axes: list[GridAxis],
 
     finished, progress = Finished(), None
     try:
-        for update in sweep(manager, "cli", expression, axes, measures, cache, fixed):
+        for update in updates:
             if progress is None:
                 announce_scorers(measures)
                 progress = tqdm(desc="sweep", unit="point", total=update.total, file=sys.stderr)
-            progress.update(1)
+            progress.update(update.done - progress.n)
             finished = Finished(update.frame, update.done, update.total)
     except KeyboardInterrupt:
         finished.interrupted = True
@@ -194,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise WorkbenchError("--out is required")
     require_empty_folder(args.out)
+    if args.backend != "ray" and (args.address or args.workers is not None):
+        raise WorkbenchError("--address and --workers go with --backend ray")
+    check_workers(args.workers)
     if not grids or len(grids) > 2:
         raise WorkbenchError("give one or two --grid")
     if not tasks:
@@ -207,22 +223,32 @@ def run(args: argparse.Namespace) -> int:
     columns = [c for m in measures for c in m.columns]
     if args.auto and not (metric_columns(columns) or ("toxicity" in columns and perplexity_column(columns))):
         raise WorkbenchError("--auto needs a classification task, or toxicity with a perplexity task")
-    cache = ResultCache()
+    failure = None
     with staged_folder(args.out) as staging:  # made now, so an --out that cannot be written fails before loading
-        manager = SessionManager()
-        manager.rebuild("cli", base, adapters, mode=args.mode)
-        finished = measure_grid(manager, expression, axes, measures, cache, fixed)
-        if finished.frame is None:
-            raise KeyboardInterrupt  # interrupted before any point: nothing to keep
-        write_results(finished.frame, staging, axes, columns)
+        with runner_for(args, base, adapters, expression, axes, fixed, measures, test_measures) as runner:
+            try:
+                finished = measure_grid(runner.updates(), measures)
+            except PointFailed as failed:
+                failure, finished = failed, Finished(failed.frame, failed.done, failed.total)
+                if failed.frame is None:
+                    raise
+            if finished.frame is None:
+                raise KeyboardInterrupt  # interrupted before any point: nothing to keep
+            write_results(finished.frame, staging, axes, columns)
+            if failure is None and not finished.interrupted and args.auto:
+                choice_lines = report_auto(runner, expression, axes, fixed, test_measures, finished.frame, columns,
+                                           args.seed)  # fmt: skip
+            spread = runner.spread()
+    if failure is not None:
+        raise WorkbenchError(f"{failure}; kept the {len(finished.frame)} finished of {finished.total} rows "
+                             f"in {args.out}")  # fmt: skip
     if finished.interrupted:
         print(f"interrupted: kept {finished.done} of {finished.total} points in {args.out} (results.csv, plot.html)",
               file=sys.stderr)  # fmt: skip
         return 130
-    print(f"{len(finished.frame)} rows -> {args.out / 'results.csv'}, plot -> {args.out / 'plot.html'}")
+    print(f"{len(finished.frame)} rows -> {args.out / 'results.csv'}, plot -> {args.out / 'plot.html'}{spread}")
     if args.auto:
-        report_auto(manager, expression, axes, fixed, measures, test_measures, cache, finished.frame, columns,
-                    args.seed)  # fmt: skip
+        print("\n".join(choice_lines))
     return 0
 
 
@@ -231,16 +257,20 @@ def _ppl_column(columns: list[str]) -> dict[str, str]:
     return {column: "perplexity"} if column else {}
 
 
-def report_auto(manager, expression, axes, fixed, measures, test_measures, cache, frame, columns, seed) -> None:
-    def measure_at(values: dict[str, float]) -> dict[str, float]:
-        return measure_point(manager, "cli", expression, {**fixed, **values}, measures, cache)
+def report_auto(runner: Runner, expression: str, axes: list[GridAxis], fixed: dict[str, float], test_measures: list,
+                frame: pd.DataFrame, columns: list[str], seed: int) -> list[str]:  # fmt: skip
+    """λ chosen on the validation sweep, then measured once more on validation and on test."""
 
-    choice = choose_values(measure_at, axes, columns, frame, seed)
+    def measure_at(values: dict[str, float]) -> dict[str, float]:
+        return runner.measure(expression, {**fixed, **values}, "validation")
+
+    choice = choose_values(measure_at, axes, columns, frame, seed, search=runner.search(expression, fixed))
     values = {**fixed, **choice.values}
-    validation = measure_point(manager, "cli", expression, values, measures, cache)
+    validation = runner.measure(expression, values, "validation")
     shown = ", ".join(f"{k}={v:.4g}" for k, v in choice.values.items())
-    print(f"auto ({choice.rule}): {shown}")
-    print("  validation: " + ", ".join(f"{k}={validation[k]:.4f}" for k in columns))
+    lines = [f"auto ({choice.rule}): {shown}",
+             "  validation: " + ", ".join(f"{k}={validation[k]:.4f}" for k in columns)]  # fmt: skip
     if test_measures:
-        test = measure_point(manager, "cli", expression, values, test_measures, cache)
-        print("  test:       " + ", ".join(f"{k}={test[k]:.4f}" for m in test_measures for k in m.columns))
+        test = runner.measure(expression, values, "test")
+        lines.append("  test:       " + ", ".join(f"{k}={test[k]:.4f}" for m in test_measures for k in m.columns))
+    return lines

@@ -23,6 +23,7 @@ from workbench.eval.plots import points, references
 from workbench.eval.sweep import GridAxis
 
 Objective = Callable[[dict[str, float]], float]
+Search = Callable[[Sequence[str], Sequence[GridAxis], int], "Choice"]
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,15 @@ def perplexity_column(columns: Sequence[str]) -> str | None:
 
 def choose_values(measure_at: Callable[[dict[str, float]], dict[str, float]], axes: Sequence[GridAxis],
                   columns: Sequence[str], frame: pd.DataFrame, seed: int = 0, ppl_bound: float = 0.5,
-                  ppl_ratio: float | None = None) -> Choice:  # fmt: skip
+                  ppl_ratio: float | None = None, search: Search | None = None) -> Choice:  # fmt: skip
     """λ chosen on validation, for the CLI's --auto and the UI's button alike.
 
     `frame` is a validation sweep over `axes` (reference rows included); `measure_at(values)`
     measures one more point on validation (through the result cache, so grid points are not
     measured twice). Toxicity with perplexity takes the unlearning rule on the frame; task
     metrics their best average, refined around the best grid point (one parameter) or by
-    Optuna (several)."""
+    `search(metrics, axes, seed)` (several; in-process Optuna unless the Ray backend passes
+    Ray Tune)."""
     ppl = perplexity_column(columns)
     if "toxicity" in columns and ppl:
         return unlearning_choice(frame.rename(columns={ppl: "perplexity"}), axes[0].name, ppl_bound, ppl_ratio)
@@ -130,4 +132,6 @@ def choose_values(measure_at: Callable[[dict[str, float]], dict[str, float]], ax
 
     if len(axes) == 1:
         return refine_1d(objective, axes[0])
+    if search is not None:
+        return search(metrics, axes, seed)
     return optuna_search(objective, axes, trials=30, seed=seed)

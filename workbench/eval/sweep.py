@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from workbench.algebra import LinearCombination, compose, parse
+from workbench.algebra import LinearCombination, MergeOptions, compose, parse
 from workbench.errors import WorkbenchError
 from workbench.eval.measures import Measure
-from workbench.runtime.session import SessionManager, SessionState
+from workbench.modules.pem import PEM, Mode
+from workbench.runtime.session import SessionManager
 
 MAX_POINTS = 441  # a 21 × 21 grid, for one axis or two together
 GRID_FORM = "use START:STOP:STEP with finite numbers, STEP > 0 and STOP >= START, or a list like 0,0.5,1"
@@ -108,7 +109,8 @@ def require_values(combination: LinearCombination, axes: Sequence[GridAxis], fix
         raise WorkbenchError(f"parameter(s) {', '.join(sorted(missing))} need a grid or a fixed value")
 
 
-def check_extreme_point(state: SessionState, combination: LinearCombination, axes: Sequence[GridAxis],
+def check_extreme_point(modules: Mapping[str, PEM], mode: Mode, merge: MergeOptions,
+                        combination: LinearCombination, axes: Sequence[GridAxis],
                         fixed: Mapping[str, float]) -> None:  # fmt: skip
     """Compose the grid point with the largest coefficients before measuring anything, so an
     expression that does not compose, or whose largest point overflows, fails before the
@@ -117,8 +119,39 @@ def check_extreme_point(state: SessionState, combination: LinearCombination, axe
     grid = itertools.product(*(axis.values for axis in axes))
     points = [{**fixed, **dict(zip(names, point, strict=True))} for point in grid]
     largest = max(points, key=lambda values: sum(abs(c) for c in combination.coefficients(values).values()))
-    composition = compose(state.modules, combination, largest, state.mode, state.merge)
+    composition = compose(modules, combination, largest, mode, merge)
     composition.check_finite(composition.combined_tensors())
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of a sweep: the row's own columns (kind, label, the grid values), and the
+    composition to measure for it. An empty expression is the base."""
+
+    row: dict[str, object]
+    expression: str
+    values: dict[str, float]
+
+    def describe(self) -> str:
+        """The point as a user would name it: `lam=0.3`, or `base`, or a module alone."""
+        if self.row["kind"] == "reference":
+            return str(self.row["label"])
+        return ", ".join(f"{k}={v:g}" for k, v in self.row.items() if k not in ("kind", "label"))
+
+
+def plan_jobs(combination: LinearCombination, expression: str, axes: Sequence[GridAxis],
+              fixed: Mapping[str, float], references: bool = True) -> list[Job]:  # fmt: skip
+    """Every row of a sweep in order, whichever backend measures them: the reference rows
+    (the base, then each module alone), then every grid point."""
+    jobs: list[Job] = []
+    if references:
+        jobs.append(Job({"kind": "reference", "label": "base"}, "", {}))
+        jobs += [Job({"kind": "reference", "label": name}, name, {}) for name in combination.modules]
+    names = [axis.name for axis in axes]
+    for point in itertools.product(*(axis.values for axis in axes)):
+        here = dict(zip(names, point, strict=True))
+        jobs.append(Job({"kind": "point", "label": "", **here}, expression, {**fixed, **here}))
+    return jobs
 
 
 @dataclass(frozen=True)
@@ -177,29 +210,16 @@ def sweep(
     mode, merge = state.mode, state.merge
     combination = parse(expression, state.modules)
     require_values(combination, axes, fixed)
-    check_extreme_point(state, combination, axes, fixed)
+    check_extreme_point(state.modules, mode, merge, combination, axes, fixed)
     cache = cache if cache is not None else ResultCache()
-    jobs: list[tuple[dict[str, object], str, dict[str, float]]] = []
-    if references:
-        jobs.append(({"kind": "reference", "label": "base"}, "", {}))
-        for name in combination.modules:
-            jobs.append(({"kind": "reference", "label": name}, name, {}))
-    for point in itertools.product(*(axis.values for axis in axes)):
-        values = {**fixed, **dict(zip((a.name for a in axes), point, strict=True))}
-        jobs.append(
-            (
-                {"kind": "point", "label": "", **dict(zip((a.name for a in axes), point, strict=True))},
-                expression,
-                values,
-            )
-        )
+    jobs = plan_jobs(combination, expression, axes, fixed, references)
     rows: list[dict[str, object]] = []
     with manager.scratch(session) as trial:
-        for done, (row, expr, values) in enumerate(jobs, start=1):
+        for done, job in enumerate(jobs, start=1):
             if stop is not None and stop.is_set():
                 break
-            manager.set_composition(trial, expr, values, mode, merge)
-            rows.append({**row, **_measure(manager, trial, measures, cache)})
+            manager.set_composition(trial, job.expression, job.values, mode, merge)
+            rows.append({**job.row, **_measure(manager, trial, measures, cache)})
             yield SweepUpdate(pd.DataFrame(rows), done, len(jobs))
 
 

@@ -1,0 +1,79 @@
+"""Joining a Ray cluster, or starting one on this machine for the length of a run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from workbench.errors import WorkbenchError
+
+MAX_WORKERS = 256
+CONNECT_SECONDS = 5.0
+ADDRESS_FORM = "give HOST:PORT of the cluster's head (the port `ray start --head --port` was given)"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """HOST:PORT, checked before Ray sees it: Ray waits a long time on an address it cannot use."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise WorkbenchError(f"--address {address!r}: {ADDRESS_FORM}")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str) -> None:
+    """One line, at once, when nothing listens at `address`, instead of Ray's minute of retries."""
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise WorkbenchError(f"cannot reach a Ray cluster at {address} ({reason}); start one with `ray start "
+                             "--head --port PORT`, or leave out --address to run on this machine") from None
+
+
+def check_workers(workers: int | None) -> int | None:
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise WorkbenchError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers}")
+    return workers
+
+
+@contextmanager
+def ray_runtime(address: str | None) -> Iterator[None]:
+    """Ray for the block: the cluster at `address`, or a local one with this machine's cores
+    that ends with the block. A process already connected (the UI, a test) keeps its Ray."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline always: no usage report
+    import ray
+
+    if address:
+        check_reachable(address)
+    if ray.is_initialized():
+        yield
+        return
+    options = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, **options)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise WorkbenchError(f"cannot start {where}: {_first_line(error)}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
