@@ -215,3 +215,42 @@ def test_a_sweep_runs_across_a_two_node_cluster(base_dirs, adapters, tmp_path) -
     pd.testing.assert_frame_equal(_numbers(pd.read_csv(tmp_path / "ray" / "results.csv")),
                                   _numbers(pd.read_csv(tmp_path / "local" / "results.csv")), rtol=1e-5)  # fmt: skip
     assert all(node.process.poll() is not None for node in nodes)
+
+
+def test_the_cli_keeps_the_finished_points_when_a_worker_dies(local_ray, base_dirs, adapters, tmp_path, capsys,
+                                                              monkeypatch) -> None:  # fmt: skip
+    import ray
+
+    original = WorkerPool.run
+
+    def run_then_kill_a_worker(self, jobs, which="validation", stop=None):
+        victim = ray.get(self.actors[0].pid.remote())
+        for count, item in enumerate(original(self, jobs, which, stop)):
+            yield item
+            if count == 2:
+                os.kill(victim, signal.SIGKILL)
+
+    monkeypatch.setattr(WorkerPool, "run", run_then_kill_a_worker)
+    code = main([
+        "sweep", "--base", str(base_dirs["llama"]), "--adapter", f"a={adapters['llama']['lora_a']}",
+        "--expr", "lam*a", "--grid", "lam=0:1:0.1", "--task", "ppl:" + str(_text(tmp_path)),
+        "--backend", "ray", "--out", str(tmp_path / "out"),
+    ])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "died while measuring" in err and f"in {tmp_path / 'out'}" in err, err
+    kept = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert 3 <= len(kept) < 13 and f"kept the {len(kept)} finished of 13 rows" in err
+    assert (tmp_path / "out" / "plot.html").is_file()
+
+
+def test_the_sweep_tab_runs_on_the_cluster_named_by_the_environment(local_ray, tiny_controller, monkeypatch) -> None:
+    import ray
+
+    controller = tiny_controller()
+    grid, tasks = {"lam": "0:1:0.5"}, ["austen-perplexity", "toxicity"]
+    local = list(controller.sweep("s", "-lam*toxic", grid, tasks, samples=3))[-1]
+    monkeypatch.setenv("WORKBENCH_RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    remote = list(controller.sweep("s", "-lam*toxic", grid, tasks, samples=3))[-1]
+    assert "on Ray at" in remote[2] and "on Ray" not in local[2]
+    pd.testing.assert_frame_equal(_numbers(remote[1]), _numbers(local[1]), rtol=1e-5)
+    assert controller.sweep_record("s", "-lam*toxic", grid, tasks)["backend"].startswith("ray at ")

@@ -41,18 +41,24 @@ def check_workers(workers: int | None) -> int | None:
     return workers
 
 
-@contextmanager
-def ray_runtime(address: str | None) -> Iterator[None]:
-    """Ray for the block: the cluster at `address`, or a local one with this machine's cores
-    that ends with the block. A process already connected (the UI, a test) keeps its Ray."""
+ADDRESS_VARIABLE = "WORKBENCH_RAY_ADDRESS"  # the UI's sweeps run on this cluster when it is set
+
+
+def address_from_environment() -> str | None:
+    return os.environ.get(ADDRESS_VARIABLE, "").strip() or None
+
+
+def connect(address: str | None) -> bool:
+    """Connect this process to Ray: the cluster at `address`, or a local one with this
+    machine's cores. Returns whether this call started the connection (a process already
+    connected, such as the UI after its first sweep, keeps its Ray)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline always: no usage report
     import ray
 
     if address:
         check_reachable(address)
     if ray.is_initialized():
-        yield
-        return
+        return False
     options = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
     try:
         if address:
@@ -62,10 +68,20 @@ def ray_runtime(address: str | None) -> Iterator[None]:
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise WorkbenchError(f"cannot start {where}: {_first_line(error)}") from None
+    return True
+
+
+@contextmanager
+def ray_runtime(address: str | None) -> Iterator[None]:
+    """Ray for the block (see `connect`); a connection made here ends with the block."""
+    started = connect(address)
     try:
         yield
     finally:
-        ray.shutdown()
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def cluster_cpus() -> int:

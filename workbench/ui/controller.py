@@ -32,6 +32,8 @@ from workbench.algebra import Composition, parse, save_composition
 from workbench.algebra.card import ExportRecord, write_export_record
 from workbench.algebra.compose import export_kind
 from workbench.algebra.merging import check_seed
+from workbench.distributed.cluster import address_from_environment, connect
+from workbench.distributed.pool import WorkerPool
 from workbench.errors import IncompatibleError, WorkbenchError
 from workbench.eval import (
     ClassificationTask,
@@ -49,7 +51,7 @@ from workbench.eval.curve import LiveCurve, coarse_first, readout_line
 from workbench.eval.measures import check_count
 from workbench.eval.plots import axis_title, grid_range, live_figure, sweep_figure, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
-from workbench.eval.sweep import GridAxis, measure_point
+from workbench.eval.sweep import GridAxis, SweepUpdate, check_extreme_point, measure_point, plan_jobs, require_values
 from workbench.eval.toxicity import ProfanityScorer, Scorer
 from workbench.files import staged_file
 from workbench.modules import load_module
@@ -735,9 +737,14 @@ class Controller:
         names, grid = [axis.name for axis in axes], {axis.name: axis.values for axis in axes}
         points = math.prod(len(axis.values) for axis in axes) + 8  # and the reference rows
         started = time.monotonic()
-        updates = self.gpu(sweep, READOUT_SECONDS + SECONDS_PER_POINT * points)(
-            self.manager, session, expression, axes, measures, self.results, stop=stop
-        )
+        address = address_from_environment()
+        if address:
+            updates = self._ray_updates(session, expression, axes, measures, stop, address)
+        else:
+            updates = self.gpu(sweep, READOUT_SECONDS + SECONDS_PER_POINT * points)(
+                self.manager, session, expression, axes, measures, self.results, stop=stop
+            )
+        where = f" · on Ray at {address}" if address else ""
         last = None
         for last in updates:
             if stop.is_set() and last.done < last.total:  # checked here too: a GPU worker does not see the flag
@@ -745,11 +752,23 @@ class Controller:
                 break
             frame = _parameters_first(last.frame, names)
             yield (sweep_figure(frame, names, columns, grid=grid), frame,
-                   progress_line(last.done, last.total, time.monotonic() - started))  # fmt: skip
+                   progress_line(last.done, last.total, time.monotonic() - started) + where)  # fmt: skip
         if stop.is_set() and (last is None or last.done < last.total):
             frame = _parameters_first(last.frame, names) if last is not None else pd.DataFrame()
             where = f"at {last.done}/{last.total} points" if last is not None else "before the first point"
             yield sweep_figure(frame, names, columns, grid=grid), frame, f"stopped {where}"
+
+    def _ray_updates(self, session: str, expression: str, axes: list[GridAxis], measures: list,
+                     stop: threading.Event, address: str) -> Iterator[SweepUpdate]:  # fmt: skip
+        """The sweep on the Ray cluster at `address` (WORKBENCH_RAY_ADDRESS): workers load the
+        session's base, modules and mode once for this sweep; the session itself never moves."""
+        state = self.manager.state(session)
+        combination = parse(expression, state.modules)
+        require_values(combination, axes, {})
+        check_extreme_point(state.modules, state.mode, state.merge, combination, axes, {})
+        connect(address)
+        with WorkerPool(state.base, state.modules, state.mode, state.merge, {"validation": measures}) as pool:
+            yield from pool.sweep(plan_jobs(combination, expression, axes, {}), stop)
 
     def sweep_record(self, session: str, expression: str, grids: dict[str, str], tasks: Sequence[str],
                      n: int = 200, samples: int = 20, ppl_characters: int = LIVE_PPL_CHARACTERS,
@@ -767,6 +786,8 @@ class Controller:
                   "grid": {axis.name: list(axis.values) for axis in axes}, "tasks": list(tasks), "n": n,
                   "samples": samples, "ppl_characters": ppl_characters, "seed": seed,
                   "versions": package_versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+        address = address_from_environment()
+        record["backend"] = f"ray at {address}" if address else "local"
         if "toxicity" in tasks:
             record["scorer"] = f"{self.scorer.name}: {self.scorer.note}"
         return record
