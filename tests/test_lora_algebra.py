@@ -34,15 +34,27 @@ def test_paper_mode_interpolates_factors_componentwise(loras) -> None:
         assert factor.scale == a.factors[target].scale
 
 
-def test_paper_mode_negation_flips_B_and_scales_both(loras) -> None:
+def test_paper_mode_on_one_lora_scales_B_only_so_delta_w_is_linear(loras) -> None:
+    """The paper's unlearning code: -0.6*a gives ΔW = -0.6·ΔW_a, not -0.36·ΔW_a."""
     a = loras["lora_a"]
     negated = compose(loras, "-lora_a", mode="paper").parts[0]
     weighted = compose(loras, "-0.6*lora_a", mode="paper").parts[0]
     for target, factor in a.factors.items():
         torch.testing.assert_close(negated.factors[target].A, factor.A)
         torch.testing.assert_close(negated.factors[target].B, -factor.B)
-        torch.testing.assert_close(weighted.factors[target].A, 0.6 * factor.A)
+        torch.testing.assert_close(weighted.factors[target].A, factor.A)
         torch.testing.assert_close(weighted.factors[target].B, -0.6 * factor.B)
+    for got, original in zip(weighted.delta_tensors(), a.delta_tensors(), strict=True):
+        torch.testing.assert_close(got, -0.6 * original)
+
+
+def test_paper_mode_on_two_loras_scales_both_factors(loras) -> None:
+    """The paper's merge and analogy scripts: A = Σ|cᵢ|Aᵢ, B = Σ cᵢBᵢ (eq. 6 and 8)."""
+    a, b = loras["lora_a"], loras["lora_b"]
+    result = compose(loras, "-0.6*lora_a + 0.2*lora_b", mode="paper").parts[0]
+    for target, factor in result.factors.items():
+        torch.testing.assert_close(factor.A, 0.6 * a.factors[target].A + 0.2 * b.factors[target].A)
+        torch.testing.assert_close(factor.B, -0.6 * a.factors[target].B + 0.2 * b.factors[target].B)
 
 
 def test_exact_mode_sum_is_sum_of_products(loras) -> None:
@@ -54,16 +66,17 @@ def test_exact_mode_sum_is_sum_of_products(loras) -> None:
         torch.testing.assert_close(factor.scale * factor.B @ factor.A, expected)
 
 
-def test_exact_and_paper_differ_for_sums_only(loras) -> None:
+def test_exact_and_paper_differ_for_sums_of_loras_only(loras) -> None:
     exact = compose(loras, "0.5*lora_a + 0.5*lora_b").parts[0]
     paper = compose(loras, "0.5*lora_a + 0.5*lora_b", mode="paper").parts[0]
     target = next(iter(exact.factors))
     delta_exact = exact.delta_tensors()[0]
     delta_paper = paper.delta_tensors()[0]
     assert not torch.allclose(delta_exact, delta_paper)
-    single_exact = compose(loras, "lora_a").parts[0].delta_tensors()[0]
-    single_paper = compose(loras, "lora_a", mode="paper").parts[0].delta_tensors()[0]
-    torch.testing.assert_close(single_exact, single_paper)
+    for single in ("lora_a", "-0.6*lora_a", "2.5*lora_b"):
+        single_exact = compose(loras, single).parts[0].delta_tensors()[0]
+        single_paper = compose(loras, single, mode="paper").parts[0].delta_tensors()[0]
+        torch.testing.assert_close(single_exact, single_paper)
     assert target in paper.factors
 
 
@@ -81,3 +94,15 @@ def test_saved_lora_round_trips(loras, tmp_path) -> None:
             loaded.factors[target].scale * loaded.factors[target].B @ loaded.factors[target].A,
             factor.scale * factor.B @ factor.A,
         )
+
+
+def test_the_cli_in_paper_mode_writes_minus_0_6_times_a_single_lora(base_dirs, adapters, tmp_path, capsys) -> None:
+    from workbench.cli import main
+
+    source = adapters["llama"]["lora_a"]
+    code = main(["compose", "--base", str(base_dirs["llama"]), "--adapter", f"a={source}", "--expr=-0.6*a",
+                 "--mode", "paper", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    written, original = load_module(tmp_path / "out"), load_module(source)
+    for got, expected in zip(written.delta_tensors(), original.delta_tensors(), strict=True):
+        torch.testing.assert_close(got, -0.6 * expected)

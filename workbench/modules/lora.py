@@ -2,8 +2,14 @@
 
 Exact mode sums the products: Σ cᵢsᵢBᵢAᵢ, written as one LoRA of rank Σrᵢ by stacking
 the factors (A on rows, cᵢsᵢBᵢ on columns), so its scaling is 1. Paper mode follows the
-reference implementation: A = Σ|cᵢ|Aᵢ, B = Σ cᵢBᵢ, which needs identical targets, ranks
-and scalings; negation flips B (eq. 6) and λ weights scale both factors (eq. 8).
+paper's released code, which does two different things:
+- one LoRA alone (its unlearning script, `-λ*toxic`): only B is scaled, B = cB, so
+  ΔW = c·s·BA, linear in c. Here the two modes give the same ΔW.
+- two or more (its merge and analogy scripts, eq. 6 and 8): A = Σ|cᵢ|Aᵢ, B = Σ cᵢBᵢ, which
+  needs identical targets, ranks and scalings; negation flips B and λ weights scale both
+  factors, so ΔW = Σᵢⱼ cᵢ|cⱼ|·s·BᵢAⱼ, cross terms included, where exact mode has Σ cᵢsᵢBᵢAᵢ.
+This is the only place the modes differ: (IA)³, RED and sparse vectors combine their
+delta forms in both modes.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ class LoraFactor:
     @property
     def rank(self) -> int:
         return self.A.shape[0]
+
+    def unit_scaled(self) -> LoraFactor:
+        """The same s·B·A with s folded into B, so its scaling is 1."""
+        return self if self.scale == 1.0 else LoraFactor(self.A, self.scale * self.B, 1.0)
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,13 @@ class LoraModule(PEM):
         write_safetensors(folder / WEIGHTS, tensors | head_tensors(self.head, PEFT_PREFIX))
         write_head_config(folder, self.head)
 
+    def unit_scaled(self) -> Self:
+        """The same ΔW with every target's scaling 1 (folded into B). Its config's α/r is then 1
+        for every target, whether an engine reads alpha_pattern (PEFT) or only lora_alpha and r
+        (older vLLM, which ignores alpha_pattern and would scale some targets wrongly)."""
+        factors = {target: factor.unit_scaled() for target, factor in self.factors.items()}
+        return type(self)(factors, self.config, self.source, self.head)
+
     @property
     def targets(self) -> list[str]:
         return list(self.factors)
@@ -235,6 +252,9 @@ class LoraModule(PEM):
     def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
         cls.check_combinable(terms, mode)
         config = peft_base_config(terms[0][1].config)
+        if mode == "paper" and len(terms) == 1:  # the paper's unlearning code scales B only
+            c, module = terms[0]
+            return cls({t: LoraFactor(f.A, c * f.B, f.scale) for t, f in module.factors.items()}, config)
         if mode == "paper":
             first = terms[0][1]
             factors = {

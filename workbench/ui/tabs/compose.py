@@ -83,7 +83,9 @@ def build(controller: Controller, default_expression: str, default_preset: str =
                                     elem_id="expression", placeholder="lam*sentiment + (1-lam)*topic")  # fmt: skip
             with gr.Accordion("How to write an expression, and what λ does", open=False, elem_id="grammar-help"):
                 gr.Markdown(GRAMMAR_HELP)
-            mode = gr.Radio(["exact", "paper"], value="exact", label="mode", elem_id="mode")
+            mode = gr.Radio(["exact", "paper"], value="exact", label="mode", elem_id="mode",
+                            info="paper: the paper's parameter arithmetic; it differs from exact only "
+                                 "for two or more LoRAs (both factors scaled)")  # fmt: skip
             sliders = [
                 gr.Slider(
                     -2, 2, value=0.5, step=0.05, label=f"parameter {i + 1}", visible=False, elem_id=f"slider-{i}"
