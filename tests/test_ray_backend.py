@@ -254,3 +254,12 @@ def test_the_sweep_tab_runs_on_the_cluster_named_by_the_environment(local_ray, t
     assert "on Ray at" in remote[2] and "on Ray" not in local[2]
     pd.testing.assert_frame_equal(_numbers(remote[1]), _numbers(local[1]), rtol=1e-5)
     assert controller.sweep_record("s", "-lam*toxic", grid, tasks)["backend"].startswith("ray at ")
+
+
+def test_workers_take_one_gpu_each_where_the_cluster_has_gpus_else_one_cpu() -> None:
+    from workbench.distributed.cluster import worker_shape
+
+    assert worker_shape({"CPU": 2.0}, None) == (2, {"num_cpus": 1})
+    assert worker_shape({"CPU": 2.0}, 8) == (2, {"num_cpus": 1})  # more than the cluster holds would never start
+    assert worker_shape({"CPU": 64.0, "GPU": 8.0}, None) == (8, {"num_cpus": 1, "num_gpus": 1})
+    assert worker_shape({"CPU": 64.0, "GPU": 8.0}, 3) == (3, {"num_cpus": 1, "num_gpus": 1})

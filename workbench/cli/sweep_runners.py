@@ -98,6 +98,6 @@ def runner_for(args: argparse.Namespace, base: str, adapters: dict[str, str], ex
     with ray_runtime(args.address), WorkerPool(base, modules, args.mode, MergeOptions(), kinds,
                                                args.workers) as pool:  # fmt: skip
         if args.workers is not None and pool.size < args.workers:
-            print(f"ray: the cluster has {pool.size} CPU(s); running {pool.size} workers, not {args.workers}",
-                  file=sys.stderr)  # fmt: skip
+            print(f"ray: the cluster has room for {pool.size} worker(s) (one per GPU, else one per CPU); "
+                  f"running {pool.size}, not {args.workers}", file=sys.stderr)  # fmt: skip
         yield RayRunner(pool, expression, jobs)

@@ -84,10 +84,20 @@ def ray_runtime(address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
-def cluster_cpus() -> int:
+def worker_shape(resources: dict[str, float], requested: int | None) -> tuple[int, dict[str, float]]:
+    """How many workers, and what each reserves: one GPU each where the cluster has GPUs (the
+    base then loads on it), else one CPU each. Never more than the cluster holds: an actor
+    that cannot be placed would wait forever."""
+    gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+    if gpus:
+        return min(requested or gpus, gpus), {"num_cpus": 1, "num_gpus": 1}
+    return min(requested or cpus, cpus), {"num_cpus": 1}
+
+
+def cluster_resources() -> dict[str, float]:
     import ray
 
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return dict(ray.cluster_resources())
 
 
 def _first_line(error: BaseException) -> str:

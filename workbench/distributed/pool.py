@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import pandas as pd
 
 from workbench.algebra import MergeOptions
-from workbench.distributed.cluster import cluster_cpus
+from workbench.distributed.cluster import cluster_resources, worker_shape
 from workbench.distributed.packing import pack
 from workbench.distributed.worker import Measured, PointWorker, WorkerSpec, for_workers
 from workbench.errors import WorkbenchError
@@ -50,8 +50,8 @@ class WorkerPool:
         self.measures = {which: tuple(found) for which, found in measures.items()}
         spec = WorkerSpec(base, tuple(pack(name, module) for name, module in modules.items()), mode, merge,
                           {which: for_workers(found) for which, found in self.measures.items()})  # fmt: skip
-        self.size = min(workers or cluster_cpus(), cluster_cpus())  # more actors than CPUs would never start
-        remote = ray.remote(num_cpus=1, max_restarts=0)(PointWorker)
+        self.size, reserve = worker_shape(cluster_resources(), workers)
+        remote = ray.remote(max_restarts=0, **reserve)(PointWorker)
         self.actors = [remote.remote(spec) for _ in range(self.size)]
         self.nodes: Counter[str] = Counter()  # points measured per node
         self._memo: dict[tuple, dict[str, float]] = {}
