@@ -71,7 +71,8 @@ def no_models(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("a model was loaded before the inputs were checked")
 
-    monkeypatch.setattr("workbench.cli.sweep_command.SessionManager", refuse)
+    monkeypatch.setattr("workbench.cli.sweep_runners.SessionManager", refuse)
+    monkeypatch.setattr("workbench.cli.sweep_runners.base_shapes_for", refuse)
 
 
 def sweep_args(base_dirs, adapters, out, *extra):

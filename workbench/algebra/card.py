@@ -8,11 +8,13 @@ reads): its fields are kept and the record's are added, so it still reloads.
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.algebra.compose import COMPOSITION_FILE, Composition
+from workbench.algebra.truncate import Truncation
 from workbench.modules.pem import PEM
 from workbench.modules.tensor_io import read_json, write_json
 
@@ -26,6 +28,8 @@ KINDS = {
     "sparse": ("sparse task vector in the workbench's own format", "pem_config.json, pem_model.safetensors"),
     "composition": ("composition folder (each module in its own format; reloads to the same composition)",
                     "composition.json, modules/<name>/ for each module"),
+    "merged": ("full model with the composition merged into its weights (transformers loads it, no PEFT)",
+               "config.json, model.safetensors, tokenizer files, generation_config.json where the base has one"),
 }  # fmt: skip
 PEFT_KINDS = ("lora", "ia3")
 MODEL_CLASSES = {"CAUSAL_LM": "AutoModelForCausalLM", "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
@@ -40,6 +44,14 @@ def task_type_for(base_kind: str, has_heads: bool) -> str:
     if base_kind in TASK_TYPES:
         return TASK_TYPES[base_kind]
     return "SEQ_CLS" if has_heads else "FEATURE_EXTRACTION"
+
+
+def installed_version() -> str:
+    """The workbench's version as installed, for the record ("unknown" when run from a bare checkout)."""
+    try:
+        return importlib.metadata.version("pem-workbench")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def kind_name(kind: str) -> str:
@@ -70,10 +82,15 @@ class ExportRecord:
     modules: dict[str, dict[str, str]]  # name -> {"source", "fingerprint", "type"}
     version: str = ""
     readout: str = ""
+    truncation: Truncation | None = None  # when the export was cut to a rank limit
+    serving: str = ""  # the command that serves it on an engine, when one was checked
+    serving_note: str = ""  # why that command's settings
 
     @classmethod
     def of(cls, kind: str, composition: Composition, modules: dict[str, PEM], *, base: str, base_loaded_as: str,
-           base_kind: str, sources: dict[str, str], version: str = "", readout: str = "") -> ExportRecord:  # fmt: skip
+           base_kind: str, sources: dict[str, str], version: str = "", readout: str = "",
+           truncation: Truncation | None = None, serving: str = "",
+           serving_note: str = "") -> ExportRecord:  # fmt: skip
         combination = composition.combination
         used = {name: modules[name] for name in combination.modules}
         return cls(
@@ -92,10 +109,22 @@ class ExportRecord:
                             "type": module.pem_type} for name, module in used.items()},  # fmt: skip
             version=version,
             readout=readout,
+            truncation=truncation,
+            serving=serving,
+            serving_note=serving_note,
         )
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.truncation is not None:
+            cut = self.truncation
+            extra["truncation"] = {"max_rank": cut.rank, "from_rank": cut.from_rank, "rank": cut.to_rank,
+                                   "truncated": cut.truncated,
+                                   "relative_frobenius_error": cut.overall, "worst_target": cut.worst_target,
+                                   "worst_target_error": cut.worst}  # fmt: skip
+        if self.serving:
+            extra["serving"] = {"command": self.serving, "note": self.serving_note}
+        return extra | {
             "format": self.kind,
             "expression": self.expression,
             "canonical": self.canonical,
@@ -135,14 +164,37 @@ class ExportRecord:
             front.append(f"base_model: {self.base}")
         if self.kind in PEFT_KINDS:
             front.append("library_name: peft")
+        elif self.kind == "merged":
+            front.append("library_name: transformers")
         front += ["tags:", "- pem-workbench", f"- {self.kind}", "---", ""]
         values = ", ".join(f"{k}={v:g}" for k, v in sorted(self.values.items()))
         title = f"# `{self.canonical}`" + (f" at {values}" if values else "")
         fence = "`" * max(3, _longest_backtick_run(self.readout) + 1)
         body = [title, "", f"Composed with the PEM Workbench {self.version}: a {kind_name(self.kind)}.", "",
-                self.summary(), "", "## Readout at export", "", fence, self.readout or "(none)", fence, "",
-                "## Loading", "", "```python", *self._loading(), "```", ""]  # fmt: skip
+                self.summary(), "", *self._truncation(), "## Readout at export", "", fence, self.readout or "(none)",
+                fence, "", "## Loading", "", "```python", *self._loading(), "```", "", *self._serving()]  # fmt: skip
         return "\n".join(front + body)
+
+    def _truncation(self) -> list[str]:
+        cut = self.truncation
+        if cut is None:
+            return []
+        if not cut.truncated:
+            return ["## Rank truncation", "", f"Rank {cut.from_rank} is within the limit of {cut.rank}: written as "
+                    "composed, no truncation needed.", ""]  # fmt: skip
+        limit = f" (limit {cut.rank})" if cut.to_rank != cut.rank else ""
+        return ["## Rank truncation", "",
+                f"Cut from rank {cut.from_rank} to rank {cut.to_rank}{limit} by an SVD of each target's ΔW, keeping "
+                "its top singular triplets: the closest LoRA of that rank in Frobenius norm.", "",
+                "| relative Frobenius error ‖ΔW − ΔW_r‖ / ‖ΔW‖ | value |", "|---|---|",
+                f"| over all targets together | {cut.overall:.4g} |",
+                f"| worst target, `{cut.worst_target}` | {cut.worst:.4g} |", ""]  # fmt: skip
+
+    def _serving(self) -> list[str]:
+        if not self.serving:
+            return []
+        note = self.serving_note[:1].upper() + self.serving_note[1:]
+        return ["## Serving", "", "```bash", self.serving, "```", "", f"{note}.", ""]
 
     def _loading(self) -> list[str]:
         if self.kind in PEFT_KINDS:
@@ -150,6 +202,10 @@ class ExportRecord:
             return [f"from transformers import {model_class}", "from peft import PeftModel", "",
                     f"base = {model_class}.from_pretrained({self.base!r})",
                     "model = PeftModel.from_pretrained(base, 'path/to/this/folder')"]  # fmt: skip
+        if self.kind == "merged":
+            model_class = MODEL_CLASSES.get(self.task_type, "AutoModel")
+            return [f"from transformers import {model_class}", "",
+                    f"model = {model_class}.from_pretrained('path/to/this/folder')"]  # fmt: skip
         if self.kind == "composition":
             return ["from workbench import load_composition", "",
                     "composition, modules = load_composition('path/to/this/folder')"]  # fmt: skip

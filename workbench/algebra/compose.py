@@ -201,25 +201,45 @@ def export_kind(composition: Composition) -> str:
     return composition.pem_types[0] if len(composition.groups) == 1 and len(composition.heads) <= 1 else "composition"
 
 
-def save_composition(composition: Composition, modules: Mapping[str, PEM], folder: Path) -> str:
-    """Write the composition: in its type's own format when it has one type (and at most
-    one task head, which goes with it), else as a composition folder, whose modules keep
-    their own heads. Returns what was written: the PEM type, or "composition".
+def export_label(composition: Composition) -> str:
+    """What `save_composition` writes, for a message: the PEM type (as the CLI prints it),
+    or a composition folder with its types."""
+    kind = export_kind(composition)
+    return kind if kind != "composition" else f"a composition folder ({' + '.join(composition.pem_types)})"
 
-    Refuses, before writing anything, a composition whose coefficients are all 0 (it is
-    the base model: there is nothing to write, and such a folder would not load back)
+
+def check_exportable(composition: Composition) -> None:
+    """Refuse, before anything is written, a composition whose coefficients are all 0 (it
+    is the base model: there is nothing to write, and such a folder would not load back)
     and one whose combined tensors overflow."""
     if not any(composition.coefficients.values()):
         raise ExpressionError(
             "the expression cancels to zero: every coefficient is 0; this is the base model, nothing to write"
         )
     composition.check_finite(composition.combined_tensors())
+
+
+def export_part(composition: Composition) -> PEM | None:
+    """The one PEM `save_composition` writes for `composition` (carrying its task head, if
+    any), checked by `check_exportable`; None where it writes a composition folder."""
+    check_exportable(composition)
+    if export_kind(composition) == "composition":
+        return None
+    part = composition.parts[0]
+    if composition.heads:
+        part = copy.copy(part)
+        part.head = next(iter(composition.heads.values()))
+    return part
+
+
+def save_composition(composition: Composition, modules: Mapping[str, PEM], folder: Path) -> str:
+    """Write the composition: in its type's own format when it has one type (and at most
+    one task head, which goes with it), else as a composition folder, whose modules keep
+    their own heads. Returns what was written: the PEM type, or "composition".
+    Refuses what `check_exportable` refuses, before writing anything."""
     folder = Path(folder)
-    if export_kind(composition) != "composition":
-        part = composition.parts[0]
-        if composition.heads:
-            part = copy.copy(part)
-            part.head = next(iter(composition.heads.values()))
+    part = export_part(composition)
+    if part is not None:
         part.save(folder)
         return part.pem_type
     folder.mkdir(parents=True, exist_ok=True)

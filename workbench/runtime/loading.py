@@ -144,8 +144,7 @@ def load_base_model(base: str, dtype: str = "auto", device: str = "auto") -> Loa
         kind = model_kind(config)
         model = _model_class(kind).from_pretrained(source, dtype=torch_dtype, trust_remote_code=False)
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WorkbenchError(f"could not load base model {name!r}: {first}") from None
+        raise _not_loaded(name, exc) from None
     tokenizer = None  # a folder without tokenizer files has none; generation then says so
     if not isinstance(source, Path) or any((source / f).is_file() for f in TOKENIZER_FILES):
         try:
@@ -161,6 +160,23 @@ def load_base_model(base: str, dtype: str = "auto", device: str = "auto") -> Loa
     model_type = getattr(config, "model_type", None)
     shapes = BaseShapes.from_named_shapes(name, {n: tuple(t.shape) for n, t in tensors.items()}, model_type)
     return LoadedBase(name, model, tokenizer, kind, target_device, torch_dtype, tensors, shapes)
+
+
+def base_kind_for(base: str) -> Kind:
+    """The kind of `base` (zoo name, folder or hub id) from its config alone, no weights:
+    what an export's record needs (its task type) when no model was loaded."""
+    from transformers import AutoConfig
+
+    source, name = resolve_folder(base)
+    try:
+        return model_kind(AutoConfig.from_pretrained(source, trust_remote_code=False))
+    except (OSError, ValueError, KeyError) as exc:
+        raise _not_loaded(name, exc) from None
+
+
+def _not_loaded(name: str, exc: Exception) -> WorkbenchError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return WorkbenchError(f"could not load base model {name!r}: {first}")
 
 
 def base_shapes_for(base: str) -> BaseShapes:
