@@ -34,6 +34,45 @@ def run_sweep(preset: str, out: Path, extra: list[str]) -> float:
     return seconds
 
 
+def per_point_costs(workers: int) -> None:
+    """In one process: the workers' start (Ray actors importing torch and loading the base),
+    and the time per point on the tiny example model, where a point costs milliseconds, so
+    what is left is the backend's own cost per point (dispatch, transfer, scoring)."""
+    from workbench.algebra import MergeOptions, parse
+    from workbench.distributed.cluster import ray_runtime
+    from workbench.distributed.pool import WorkerPool
+    from workbench.eval import PerplexityMeasure, ResultCache, parse_grids, sweep
+    from workbench.eval.sweep import plan_jobs
+    from workbench.modules import load_module
+    from workbench.runtime import SessionManager
+
+    examples = Path(__file__).resolve().parent.parent / "assets" / "examples"
+    base = str(examples / "tiny-llama")
+    modules = {name: load_module(examples / f"lora-{name}") for name in ("a", "b")}
+    measures = [PerplexityMeasure((examples / "sample.txt").read_text(), name="perplexity")]
+    expression, axes = "lam*a + (1-lam)*b", parse_grids(["lam=0:1:0.025"])
+    manager = SessionManager()
+    manager.rebuild("bench", base, modules)
+    started = time.perf_counter()
+    local = list(sweep(manager, "bench", expression, axes, measures, ResultCache()))[-1]
+    local_s = time.perf_counter() - started
+    jobs = plan_jobs(parse(expression, modules), expression, axes, {})
+    with ray_runtime(None):
+        started = time.perf_counter()
+        with WorkerPool(base, modules, "exact", MergeOptions(), {"validation": measures}, workers) as pool:
+            start_s = time.perf_counter() - started
+            started = time.perf_counter()
+            remote = list(pool.sweep(jobs))[-1]
+            ray_s = time.perf_counter() - started
+    assert len(remote.frame) == len(local.frame)
+    print(f"\ntiny example model, {len(jobs)} points of perplexity on {len(measures[0].text)} characters")
+    print("| | seconds | ms per point |")
+    print("|---|---|---|")
+    print(f"| local sweep | {local_s:.2f} | {1000 * local_s / len(jobs):.1f} |")
+    print(f"| Ray: {workers} workers start and load the base | {start_s:.2f} | |")
+    print(f"| Ray sweep, {workers} workers | {ray_s:.2f} | {1000 * ray_s / len(jobs):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="distribution-generalization-lora")
@@ -56,6 +95,7 @@ def main() -> None:
     print(f"| local | {local_s:.1f} | {', '.join(f'{t:.1f}' for t in times['local'])} |")
     print(f"| ray, {args.workers} workers | {ray_s:.1f} | {', '.join(f'{t:.1f}' for t in times['ray'])} |")
     print(f"overhead ratio ray/local: {ray_s / local_s:.2f}×; largest difference between the rows: {difference:.2e}")
+    per_point_costs(args.workers)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ module; any other name is a parameter, given a value with --set. Examples:
 Modes:
   exact (default)  combine the modules' delta forms (function space). LoRA sums
                    become one LoRA of rank Σrᵢ with ΔW = Σ cᵢsᵢBᵢAᵢ exactly.
-  paper            parameter space, as the paper's code: LoRA A = Σ|cᵢ|Aᵢ, B = Σ cᵢBᵢ;
-                   needs one type with equal targets and shapes.
+  paper            parameter space, as the paper's code. Two or more LoRAs:
+                   A = Σ|cᵢ|Aᵢ, B = Σ cᵢBᵢ (equal targets and shapes). One LoRA:
+                   B = cB only, so -0.6*a gives ΔW = -0.6·ΔW_a, as in exact mode.
   (IA)³, RED and sparse vectors combine their delta forms in both modes.
 
 Output (--out), with a model card (README.md) and composition.json beside it:
