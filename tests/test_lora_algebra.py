@@ -106,3 +106,14 @@ def test_the_cli_in_paper_mode_writes_minus_0_6_times_a_single_lora(base_dirs, a
     written, original = load_module(tmp_path / "out"), load_module(source)
     for got, expected in zip(written.delta_tensors(), original.delta_tensors(), strict=True):
         torch.testing.assert_close(got, -0.6 * expected)
+
+
+def test_naive_negation_of_a_lora_is_the_lora_itself(loras) -> None:
+    """The ablation the paper's Table 11 makes: negating A and B gives (-B)(-A) = BA."""
+    a = loras["lora_a"]
+    naive = compose(loras, "-lora_a", mode="naive").parts[0]
+    for got, original in zip(naive.delta_tensors(), a.delta_tensors(), strict=True):
+        torch.testing.assert_close(got, original)
+    scaled = compose(loras, "-0.6*lora_a", mode="naive").parts[0]
+    for got, original in zip(scaled.delta_tensors(), a.delta_tensors(), strict=True):
+        torch.testing.assert_close(got, 0.36 * original)

@@ -184,6 +184,18 @@ def test_toxicity_reports_each_setting_as_it_is_sampled(controller) -> None:
     assert "3 settings × 2 samples in" in note
 
 
+def test_the_naive_negation_ablation_samples_what_the_module_itself_samples(controller) -> None:
+    """-1·toxic with A and B both negated is (−B)(−A) = BA: the same model, so the same
+    seeded completions as +toxic, where ⊖ gives others. The ablation stays off ⊖'s curve."""
+    calls = []
+    _, curve, frame, _ = controller.toxicity("s", "toxic", ["hello"], 3, [1.0], on_setting=lambda *c: calls.append(c),
+                                             naive=True)  # fmt: skip
+    assert [label for _, _, label in calls] == ["base", "toxic", "-1·toxic", "naive -1·toxic"]
+    completions = {name: list(group["completion"]) for name, group in frame.groupby("setting")}
+    assert completions["naive -1·toxic"] == completions["toxic"] != completions["-1·toxic"]
+    assert sum(len(trace.x) for trace in curve.data if trace.name == "mean toxicity") == 1
+
+
 def test_a_base_that_is_not_a_language_model_points_to_the_unlearning_presets(base_dirs, monkeypatch) -> None:
     monkeypatch.setenv("WORKBENCH_ALLOWED_PATHS", str(base_dirs["bert"].parent.parent))
     controller = Controller()

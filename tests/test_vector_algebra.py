@@ -33,6 +33,20 @@ def test_ia3_interpolation_same_in_both_modes(modules) -> None:
             torch.testing.assert_close(result.vectors[target].l, 0.25 * a[target].l + 0.75 * b[target].l)
 
 
+def test_naive_negation_scales_the_stored_vectors(modules) -> None:
+    """The ablation: -1·(IA)³ is -l (activations flipped), -1·RED is -s, where ⊖ gives 2 - l."""
+    ia3, red = modules["ia3_a"].vectors, modules["red_a"].vectors
+    naive_ia3 = compose(modules, "-0.5*ia3_a", mode="naive").parts[0]
+    naive_red = compose(modules, "-red_a", mode="naive").parts[0]
+    for target, vector in ia3.items():
+        torch.testing.assert_close(naive_ia3.vectors[target].l, -0.5 * vector.l)
+    for target, vector in red.items():
+        torch.testing.assert_close(naive_red.vectors[target].scaling, -vector.scaling)
+        torch.testing.assert_close(naive_red.vectors[target].bias, -vector.bias)
+    with pytest.raises(IncompatibleError, match="naive mode needs modules of one type"):
+        compose(modules, "-ia3_a - lora_a", mode="naive")
+
+
 def test_ia3_feedforward_flag_follows_config(modules) -> None:
     vectors = modules["ia3_a"].vectors
     assert {t for t, v in vectors.items() if v.feedforward} == {t for t in vectors if t.endswith("down_proj")}

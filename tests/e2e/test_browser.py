@@ -162,7 +162,7 @@ def test_switching_preset_keeps_the_mode_on_screen_and_in_history(page) -> None:
     if "unlearning" not in page.locator("#status").inner_text():
         pytest.skip("the zoo's toxic module is not built")
     wait_for_value(textbox(page, "readout"), lambda v: v.startswith("toxicity"))
-    page.locator("#mode").get_by_text("paper").click()
+    page.locator("#mode").get_by_text("paper", exact=True).click()
     choose_preset(page, "unlearning-ia3")
     page.get_by_role("tab", name="History").click()
     table = page.locator("#history-table")

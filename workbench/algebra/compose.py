@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from workbench.algebra.expression import LinearCombination, parse
-from workbench.algebra.merging import MergeOptions
+from workbench.algebra.lora_merges import LORA_MERGES, merge_loras
+from workbench.algebra.merging import MergeOptions, check_merge
 from workbench.errors import ExpressionError, IncompatibleError, WorkbenchError
 from workbench.modules.edits import Edits
 from workbench.modules.heads import Head, combine_heads
@@ -64,6 +65,8 @@ class Composition:
             if pem_type == "sparse" and self.merge.method != "linear":
                 settings = {"method": self.merge.method, "density": self.merge.density}
                 parts.append(SparseModule.merge(terms, self.merge.function(), settings))
+            elif self.merge.method in LORA_MERGES:  # `compose` let it through for LoRAs alone
+                parts.append(merge_loras(terms, self.merge))
             else:
                 parts.append(PEM_TYPES[pem_type].combine(terms, self.mode))
         return tuple(parts)
@@ -116,7 +119,7 @@ def compose(
     """Evaluate `expression` over `modules` at `values`. Raises WorkbenchError subclasses,
     each one line naming what is wrong, for anything a user can get wrong."""
     if mode not in MODES:
-        raise WorkbenchError(f"unknown mode {mode!r}; choose exact or paper")
+        raise WorkbenchError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     merge = merge or MergeOptions()
     combination = parse(expression, modules) if isinstance(expression, str) else expression
     values = dict(values or {})
@@ -130,11 +133,10 @@ def compose(
     by_type: dict[str, list[tuple[float, PEM]]] = {}
     for name, module in used.items():
         by_type.setdefault(module.pem_type, []).append((coefficients[name], module))
-    if mode == "paper" and len(by_type) > 1:
+    if mode != "exact" and len(by_type) > 1:
         kinds = "; ".join(f"{t}: {', '.join(n for n, m in used.items() if m.pem_type == t)}" for t in by_type)
-        raise IncompatibleError(f"paper mode needs modules of one type, but this mixes {kinds}; use exact mode")
-    if merge.method != "linear" and set(by_type) - {"sparse"}:
-        raise IncompatibleError(f"merge method {merge.method} applies to sparse task vectors only; use linear")
+        raise IncompatibleError(f"{mode} mode needs modules of one type, but this mixes {kinds}; use exact mode")
+    check_merge(merge.method, by_type, mode)
     groups = tuple((t, tuple(by_type[t])) for t in PEM_TYPES if t in by_type)
     for pem_type, terms in groups:
         PEM_TYPES[pem_type].check_combinable(terms, mode)

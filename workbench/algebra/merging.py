@@ -1,6 +1,9 @@
-"""Merge methods for sparse and dense task vectors: linear, TIES, DARE, magnitude pruning.
+"""Merge methods: which exist, which compositions take them, and the per-parameter ones.
 
-Each works on one parameter at a time: `stacked` holds the modules' τ's on dim 0 and
+`MERGE_METHODS` is the one list: linear (any composition), the per-parameter merges of
+sparse task vectors (TIES, DARE, magnitude pruning, below) and the LoRA merges (KnOTS,
+TSV-M, Iso-C, registered in `lora_merges.py`). The per-parameter ones work on one
+parameter at a time: `stacked` holds the modules' τ's on dim 0 and
 `weights` their coefficients. DARE draws from a generator seeded by the options, so the
 same options give the same merge. TIES follows Yadav et al.: trim to the top `density`
 by magnitude, elect a sign per entry, and average the weighted values that agree with
@@ -11,15 +14,17 @@ the two agree exactly, which the tests check.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import torch
 
-from workbench.errors import WorkbenchError
+from workbench.algebra.lora_merges import LORA_MERGES
+from workbench.errors import IncompatibleError, WorkbenchError
 from workbench.modules.sparse import weighted, weighted_sum
 
-MERGE_METHODS = ("linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
+SPARSE_MERGES = ("ties", "dare_linear", "dare_ties", "magnitude_prune")  # per parameter, sparse task vectors only
+MERGE_METHODS = ("linear", *SPARSE_MERGES, *LORA_MERGES)
 MAX_SEED = 2**63 - 1
 
 MergeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -27,7 +32,7 @@ MergeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class MergeOptions:
-    """How sparse task vectors combine; part of every cache key."""
+    """How the modules combine (linear, or a merge method); part of every cache key."""
 
     method: str = "linear"
     density: float = 1.0
@@ -41,7 +46,10 @@ class MergeOptions:
         check_seed(self.seed)
 
     def function(self) -> MergeFn:
-        """The per-parameter merge, with its own generator so DARE is reproducible."""
+        """The per-parameter merge, with its own generator so DARE is reproducible (not for
+        the LoRA merges, which work per target on factors: `lora_merges.merge_loras`)."""
+        if self.method in LORA_MERGES:
+            raise WorkbenchError(f"merge method {self.method} merges LoRA factors, not parameters one by one")
         generator = torch.Generator().manual_seed(self.seed)
         density = self.density
         if self.method == "linear":
@@ -53,6 +61,31 @@ class MergeOptions:
         if self.method == "dare_linear":
             return lambda stacked, weights: weighted_sum(random_drop(stacked, density, generator), weights)
         return lambda stacked, weights: sign_elected_mean(weighted(random_drop(stacked, density, generator), weights))
+
+
+def applicable_merges(pem_types: Collection[str]) -> tuple[str, ...]:
+    """The merge methods a composition of these PEM types takes: linear always, the
+    per-parameter merges when every module is a sparse task vector, the LoRA merges when
+    every module is a LoRA. What the UI offers, and what `check_merge` accepts."""
+    kinds = set(pem_types)
+    if kinds == {"sparse"}:
+        return ("linear", *SPARSE_MERGES)
+    if kinds == {"lora"}:
+        return ("linear", *LORA_MERGES)
+    return ("linear",)
+
+
+def check_merge(method: str, pem_types: Collection[str], mode: str) -> None:
+    """Refuse, in one line, a merge method that these PEM types or this mode cannot take."""
+    if method in LORA_MERGES and method not in applicable_merges(pem_types):
+        kinds = " + ".join(sorted(set(pem_types)))
+        raise IncompatibleError(f"merge method {method} merges LoRAs only, but this composition has {kinds} "
+                                "modules; use linear")  # fmt: skip
+    if method not in applicable_merges(pem_types):
+        raise IncompatibleError(f"merge method {method} applies to sparse task vectors only; use linear")
+    if method in LORA_MERGES and mode != "exact":
+        raise IncompatibleError(f"merge method {method} combines the modules' ΔW itself, so it has no {mode} mode; "
+                                "use exact mode")  # fmt: skip
 
 
 def check_seed(seed: object) -> int:

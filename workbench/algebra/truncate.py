@@ -5,10 +5,8 @@ above its rank cap (vLLM's max_lora_rank). By Eckart–Young, keeping the top R 
 triplets of each target's ΔW = s·B·A gives the rank-R matrix nearest to ΔW in Frobenius
 norm, and what it drops is exactly √(Σ dropped σ²): the error is known, not estimated.
 
-ΔW has rank at most r, so its SVD comes from two thin QRs and the SVD of an r×r core:
-O((out+in)·r²) per target, where the dense out×in SVD would cost O(out·in·min(out, in)),
-minutes for a 7B model's hundreds of targets. The math runs in float64 (the factors are
-thin, so this is cheap) and the new factors take the input factors' dtype.
+ΔW has rank at most r, so its SVD is taken on the thin factors (`thin_svd`: two thin QRs
+and the SVD of an r×r core, in float64); the new factors take the input factors' dtype.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench.algebra.compose import Composition, export_label, export_part
+from workbench.algebra.thin_svd import thin_svd
 from workbench.errors import IncompatibleError, WorkbenchError
 from workbench.modules.lora import LoraFactor, LoraModule
 
@@ -46,15 +45,11 @@ def truncate_delta(B: torch.Tensor, A: torch.Tensor, scale: float, rank: int) ->
     carries the whole scale. A ΔW of rank below `rank` keeps its own rank."""
     if rank < 1:
         raise WorkbenchError(f"a truncation rank must be at least 1, got {rank}")
-    left, right_t = B.double(), A.double().T
-    q_left, r_left = torch.linalg.qr(left)  # B = Q_B R_B
-    q_right, r_right = torch.linalg.qr(right_t)  # Aᵀ = Q_A R_A
-    core = scale * (r_left @ r_right.T)  # ΔW = Q_B · core · Q_Aᵀ
-    u, sigma, vh = torch.linalg.svd(core, full_matrices=False)
+    u, sigma, vh = thin_svd(B, A, scale)
     kept = min(rank, sigma.numel())
     root = sigma[:kept].sqrt()
-    new_B = (q_left @ u[:, :kept]) * root
-    new_A = root[:, None] * (vh[:kept] @ q_right.T)
+    new_B = u[:, :kept] * root
+    new_A = root[:, None] * vh[:kept]
     squares = sigma.square()
     return TruncatedDelta(
         B=new_B.to(B.dtype).contiguous(),

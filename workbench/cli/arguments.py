@@ -11,6 +11,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.eval.measures import check_count
+from workbench.modules.pem import MODES
 
 
 def add_composition_arguments(parser: argparse.ArgumentParser, expr_help: str, base_required: bool = True) -> None:
@@ -22,7 +23,8 @@ def add_composition_arguments(parser: argparse.ArgumentParser, expr_help: str, b
     )  # fmt: skip
     parser.add_argument("--expr", default="", help=expr_help)
     parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE", help="a parameter's value")
-    parser.add_argument("--mode", choices=("exact", "paper"), default="exact", help="composition mode (default exact)")
+    parser.add_argument("--mode", choices=MODES, default="exact",
+                        help="composition mode (default exact; naive is the negation ablation)")
 
 
 def count(limit: int) -> Callable[[str], int]:

@@ -45,6 +45,22 @@ Modes:
                    B = cB only, so -0.6*a gives ΔW = -0.6·ΔW_a, as in exact mode.
   (IA)³, RED and sparse vectors combine their delta forms in both modes.
 
+Merges (--merge; linear, the default, is the composition above):
+  ties, dare_linear, dare_ties, magnitude_prune
+                   sparse task vectors only, per parameter; --density is the share
+                   of entries kept, --seed seeds DARE's drop.
+  knots            LoRAs only, exact mode (KnOTS-TIES): one SVD of [ΔW₁ … ΔWₙ] gives a
+                   shared basis U; TIES merges the tasks' coordinates ΣVᵢᵀ in it (cᵢ
+                   are TIES' weights, --density the share of entries kept).
+  tsv_m            LoRAs only, exact mode (TSV-M): each cᵢΔWᵢ keeps its top
+                   ⌊density·rᵢ/n⌋ singular triplets; U and V are decorrelated
+                   (nearest orthonormal) before ΔW = U⊥ΣV⊥ᵀ. Density 1: the paper's 1/n.
+  iso_c            LoRAs only, exact mode (Iso-C): ΔW_TA = Σ cᵢΔWᵢ with its singular
+                   values all set to their mean. No density.
+  Each LoRA merge writes a PEFT LoRA (its rank: KnOTS ≤ Σrᵢ, TSV-M about Σrᵢ/n,
+  Iso-C ≤ Σrᵢ), or, as for linear, a composition folder when the modules carry two task
+  heads; heads combine as they do without a merge.
+
 Output (--out), with a model card (README.md) and composition.json beside it:
   one LoRA or one (IA)³      a PEFT adapter folder (PeftModel.from_pretrained loads it)
   one RED or sparse          the workbench's own format for that type
@@ -77,8 +93,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_composition_arguments(parser, 'the expression, e.g. "lam*a + (1-lam)*b" or --expr=-a')
-    parser.add_argument("--merge", choices=MERGE_METHODS, default="linear", help="merge method for sparse task vectors")
-    parser.add_argument("--density", type=float, default=1.0, help="share of entries TIES/DARE/magnitude keep (0-1]")
+    parser.add_argument("--merge", choices=MERGE_METHODS, default="linear",
+                        help="merge method: TIES/DARE/magnitude for sparse task vectors, KnOTS/TSV-M/Iso-C for LoRAs")
+    parser.add_argument("--density", type=float, default=1.0,
+                        help="share kept (0-1]: TIES/DARE/magnitude and KnOTS entries, TSV-M's 1/n of each rank")
     parser.add_argument("--seed", type=int, default=0, help="seed for DARE's random drop")
     parser.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     parser.add_argument("--max-rank", type=count(MAX_RANK_LIMIT), metavar="R",

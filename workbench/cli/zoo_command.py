@@ -10,6 +10,7 @@ from workbench.cli.arguments import count, require_file_target
 from workbench.errors import WorkbenchError
 from workbench.eval.measures import MAX_SAMPLES
 from workbench.files import staged_file, staged_folder
+from workbench.zoo.ablation import kept_section, replace_section
 from workbench.zoo.bases import ZOO_BASES
 from workbench.zoo.presets import PRESETS
 from workbench.zoo.registry import ADAPTERS, ASSETS, DATA, zoo_adapter_path, zoo_adapters
@@ -23,19 +24,20 @@ adapters trained by the workbench's own recipes.
   list               bases, adapters, recipes, presets and data
   extract [--debs D] rebuild assets/data from Debian packages (maintainers; needs rdata)
   train NAME         train adapter NAME from the committed data, measure it, write its card
-  study              the paper's composition studies on the MiniLM modules -> docs/zoo-studies.md"""
+  study              the paper's composition studies on the MiniLM modules -> docs/zoo-studies.md
+  ablation           the negation ablation (paper Table 11) on the toxic modules -> its section there"""
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser("zoo", help="list, rebuild and train the embedded zoo", description=DESCRIPTION,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("action", choices=("list", "extract", "train", "study"))
+    parser.add_argument("action", choices=("list", "extract", "train", "study", "ablation"))
     parser.add_argument("name", nargs="?", help="the recipe to train")
     parser.add_argument("--debs", type=Path, help="extract: read .deb files from here instead of apt-get download")
-    parser.add_argument("--samples", type=count(MAX_SAMPLES), default=400,
-                        help="train: samples per setting for the model card")  # fmt: skip
+    parser.add_argument("--samples", type=count(MAX_SAMPLES),
+                        help="samples per setting: model cards (default 400), ablation (default 200)")  # fmt: skip
     parser.add_argument("--no-card", action="store_true", help="train: skip measuring and the model card")
-    parser.add_argument("--out", type=Path, default=STUDIES, help="study: where the report goes")
+    parser.add_argument("--out", type=Path, default=STUDIES, help="study, ablation: where the report goes")
     parser.set_defaults(run=run)
 
 
@@ -52,11 +54,26 @@ def run(args: argparse.Namespace) -> int:
         from workbench.zoo.studies import run_studies
 
         require_file_target(args.out)
+        kept = kept_section(_read(args.out))
         with staged_file(args.out) as partial:  # made now, so an --out that cannot be written fails before the study
-            partial.write_text(run_studies(), encoding="utf-8")
+            report = run_studies()
+            partial.write_text(replace_section(report, kept) if kept else report, encoding="utf-8")
         print(f"wrote {args.out}")
         return 0
-    return train(args.name, args.samples, not args.no_card)
+    if args.action == "ablation":
+        from workbench.zoo.ablation import run_ablation
+
+        require_file_target(args.out)
+        with staged_file(args.out) as partial:
+            section = run_ablation(args.samples or 200)
+            partial.write_text(replace_section(_read(args.out), section), encoding="utf-8")
+        print(f"wrote the negation ablation into {args.out}")
+        return 0
+    return train(args.name, args.samples or 400, not args.no_card)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
 def list_zoo() -> int:

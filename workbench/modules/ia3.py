@@ -151,7 +151,10 @@ class IA3Module(PEM):
         vectors = {}
         for target in sorted({t for _, module in terms for t in module.vectors}):
             present = [(c, m.vectors[target]) for c, m in terms if target in m.vectors]
-            l = 1 + sum(c * (v.l - 1) for c, v in present)  # noqa: E741
+            if mode == "naive":  # the ablation: the stored vector scaled, so -1·(IA)³ is -l
+                l = sum(c * v.l for c, v in present)  # noqa: E741
+            else:
+                l = 1 + sum(c * (v.l - 1) for c, v in present)  # noqa: E741
             vectors[target] = IA3Vector(l, present[0][1].feedforward)
         config = peft_base_config(terms[0][1].config)
         return cls(vectors, config)

@@ -9,7 +9,7 @@ paper's released code, which does two different things:
   needs identical targets, ranks and scalings; negation flips B and λ weights scale both
   factors, so ΔW = Σᵢⱼ cᵢ|cⱼ|·s·BᵢAⱼ, cross terms included, where exact mode has Σ cᵢsᵢBᵢAᵢ.
 This is the only place the modes differ: (IA)³, RED and sparse vectors combine their
-delta forms in both modes.
+delta forms in both modes. Naive mode, an ablation, scales both factors by cᵢ (see pem.MODES).
 """
 
 from __future__ import annotations
@@ -245,13 +245,18 @@ class LoraModule(PEM):
     def check_combinable(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> None:
         if len({module.layout for _, module in terms}) > 1:
             raise IncompatibleError("these LoRAs disagree on fan_in_fan_out, so they target different layouts")
-        if mode == "paper":
-            _check_paper_compatible(terms)
+        if mode in ("paper", "naive"):
+            _check_paper_compatible(terms, mode)
 
     @classmethod
     def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
         cls.check_combinable(terms, mode)
         config = peft_base_config(terms[0][1].config)
+        if mode == "naive":  # the ablation: both factors scaled, so ΔW = Σᵢⱼ cᵢcⱼ·s·BᵢAⱼ (c² for one LoRA)
+            first = terms[0][1]
+            return cls({target: LoraFactor(sum(c * m.factors[target].A for c, m in terms),
+                                           sum(c * m.factors[target].B for c, m in terms), ref.scale)
+                        for target, ref in first.factors.items()}, config)  # fmt: skip
         if mode == "paper" and len(terms) == 1:  # the paper's unlearning code scales B only
             c, module = terms[0]
             return cls({t: LoraFactor(f.A, c * f.B, f.scale) for t, f in module.factors.items()}, config)
@@ -275,23 +280,23 @@ class LoraModule(PEM):
         return cls(factors, config)
 
 
-def _check_paper_compatible(terms: Sequence[tuple[float, LoraModule]]) -> None:
+def _check_paper_compatible(terms: Sequence[tuple[float, LoraModule]], mode: Mode) -> None:
     first = terms[0][1]
     for _, module in terms[1:]:
         if set(module.factors) != set(first.factors):
             extra = sorted(set(module.factors) ^ set(first.factors))[0]
             raise IncompatibleError(
-                f"paper mode needs LoRAs with the same targets, but only some have {extra}; use exact mode"
+                f"{mode} mode needs LoRAs with the same targets, but only some have {extra}; use exact mode"
             )
         for target, factor in module.factors.items():
             ref = first.factors[target]
             if factor.A.shape != ref.A.shape or factor.B.shape != ref.B.shape:
                 raise IncompatibleError(
-                    f"paper mode needs equal shapes, but {target} has rank {ref.rank} in one LoRA "
+                    f"{mode} mode needs equal shapes, but {target} has rank {ref.rank} in one LoRA "
                     f"and {factor.rank} in another; use exact mode"
                 )
             if not math.isclose(factor.scale, ref.scale, rel_tol=1e-6):
                 raise IncompatibleError(
-                    f"paper mode needs equal scalings, but {target} has α/r {ref.scale:g} and {factor.scale:g}; "
+                    f"{mode} mode needs equal scalings, but {target} has α/r {ref.scale:g} and {factor.scale:g}; "
                     "use exact mode"
                 )

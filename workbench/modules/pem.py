@@ -21,8 +21,11 @@ from workbench.modules.base_shapes import BaseShapes, check_shape
 from workbench.modules.edits import Edits
 from workbench.modules.heads import Head
 
-Mode = Literal["exact", "paper"]
-MODES: tuple[Mode, ...] = ("exact", "paper")
+Mode = Literal["exact", "paper", "naive"]
+MODES: tuple[Mode, ...] = ("exact", "paper", "naive")
+# "naive" is an ablation (the paper's Table 11): every stored parameter scaled by its
+# coefficient, as if a module were a plain vector of weights. It is what ⊖ is built to
+# avoid: -1·LoRA gives (-B)(-A) = BA, the module unchanged; -1·(IA)³ gives -l.
 
 
 class PEM(ABC):

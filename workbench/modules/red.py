@@ -180,7 +180,10 @@ class RedModule(PEM):
         vectors = {}
         for target in sorted({t for _, module in terms for t in module.vectors}):
             present = [(c, m.vectors[target]) for c, m in terms if target in m.vectors]
-            scaling = 1 + sum(c * (v.scaling - 1) for c, v in present)
+            if mode == "naive":  # the ablation: the stored scaling vector scaled, so -1·RED is -s
+                scaling = sum(c * v.scaling for c, v in present)
+            else:
+                scaling = 1 + sum(c * (v.scaling - 1) for c, v in present)
             bias = sum(c * v.bias for c, v in present)
             vectors[target] = RedVector(scaling, bias)
         return cls(vectors, terms[0][1].config)

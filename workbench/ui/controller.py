@@ -31,7 +31,7 @@ import torch
 from workbench.algebra import Composition, parse, save_composition
 from workbench.algebra.card import ExportRecord, write_export_record
 from workbench.algebra.compose import export_kind
-from workbench.algebra.merging import check_seed
+from workbench.algebra.merging import MERGE_METHODS, MergeOptions, applicable_merges, check_seed
 from workbench.distributed.cluster import address_from_environment, connect
 from workbench.distributed.pool import WorkerPool
 from workbench.errors import IncompatibleError, WorkbenchError
@@ -71,7 +71,7 @@ from workbench.runtime.session import check_module_name
 from workbench.ui.gpu import GpuRunner, on_gpu
 from workbench.ui.inflight import HANDLERS
 from workbench.zoo.bases import ZOO_BASES
-from workbench.zoo.presets import PRESETS
+from workbench.zoo.presets import PRESETS, Preset
 from workbench.zoo.registry import ADAPTERS, ASSETS, DATA, zoo_adapter_path, zoo_adapters
 
 UPLOAD_SUFFIXES = (".safetensors", ".json", ".pth")
@@ -132,10 +132,18 @@ class HistoryEntry:
     base: str = ""
     modules: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (source, fingerprint)
     preset: str = ""  # the preset the session was on, if any: shown, not part of what runs
+    merge: MergeOptions = field(default_factory=MergeOptions)
 
     def same_composition(self, other: HistoryEntry) -> bool:
-        return (self.expression, self.values, self.mode, self.base, self.modules) == (
-            other.expression, other.values, other.mode, other.base, other.modules)  # fmt: skip
+        return (self.expression, self.values, self.mode, self.merge, self.base, self.modules) == (
+            other.expression, other.values, other.mode, other.merge, other.base, other.modules)  # fmt: skip
+
+    @property
+    def how(self) -> str:
+        """The mode, and the merge method when it is not linear: the History's "mode" column."""
+        if self.merge.method == "linear":
+            return self.mode
+        return f"{self.mode}, {self.merge.method} (density {self.merge.density:g})"
 
 
 @dataclass
@@ -308,7 +316,7 @@ class Controller:
                 raise WorkbenchError(f"unknown preset {preset!r}")
             paths = {name: zoo_adapter_path(zoo) for name, zoo in chosen.adapters.items()}
             values = {k: v for k, v in chosen.values.items() if k in parse(chosen.expression, paths).parameters}
-            mode = self.mode_of(session)  # the mode on screen carries over to the new preset
+            mode = preset_mode(chosen, self.mode_of(session))
             try:
                 self.manager.rebuild(session, chosen.base, paths, chosen.expression, values, mode)
             except IncompatibleError as exc:
@@ -440,16 +448,21 @@ class Controller:
             )
         return names
 
-    def recompose(self, session: str, expression: str, values: dict[str, float], mode: str = "exact") -> dict:
-        """Activate the composition and return what the Compose tab shows."""
+    def recompose(self, session: str, expression: str, values: dict[str, float], mode: str = "exact",
+                  merge: str = "linear", density: float = 1.0) -> dict:  # fmt: skip
+        """Activate the composition and return what the Compose tab shows. `merge` and
+        `density` are the merge accordion's method and density (see `merge_choices`)."""
         if not isinstance(expression, str):
             raise WorkbenchError("the expression must be text, e.g. lam*a + (1-lam)*b")
         if mode not in MODES:
             raise WorkbenchError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if merge not in MERGE_METHODS:
+            raise WorkbenchError(f"merge must be one of {', '.join(MERGE_METHODS)}, not {merge!r}")
+        options = MergeOptions(merge, density)
         for name, value in values.items():
             check_slider(name, value)
         with self.manager.reverting_on_error(session):
-            composition = self.manager.set_composition(session, expression, values, mode)  # type: ignore[arg-type]
+            composition = self.manager.set_composition(session, expression, values, mode, options)  # type: ignore[arg-type]
             run = self.gpu(self._readout_here, READOUT_SECONDS)
             if run != self._readout_here:  # a GPU worker keeps nothing: fold here, so it inherits the fold
                 self.manager.prepare(session)
@@ -460,11 +473,20 @@ class Controller:
         coefficients = pd.DataFrame([{"module": n, "coefficient": round(c, 6)} for n, c in pairs])
         state = self.manager.state(session)
         entry = HistoryEntry(expression, dict(values), mode, readout, time.strftime("%H:%M:%S"), state.base,
-                             loaded_modules(state))  # fmt: skip
+                             loaded_modules(state), merge=options)  # fmt: skip
         self._remember(session, entry)
         return {"canonical": composition.combination.canonical if composition else "(base model)",
                 "coefficients": coefficients, "readout": readout, "detail": detail,
                 "figure": self.curve_figure(session)}  # fmt: skip
+
+    def merge_choices(self, session: str) -> list[str]:
+        """What the merge dropdown offers: linear, and the merge methods the composition's
+        modules take (the loaded ones' before there is a composition): TIES/DARE for sparse
+        task vectors alone, KnOTS/TSV-M/Iso-C for LoRAs alone; the session's own always."""
+        state = self.manager.state(session)
+        kinds = state.composition.pem_types if state.composition else {m.pem_type for m in state.modules.values()}
+        choices = list(applicable_merges(kinds))
+        return choices if state.merge.method in choices else [*choices, state.merge.method]
 
     # the live curve --------------------------------------------------------
 
@@ -503,7 +525,8 @@ class Controller:
         the same, a new one (and the old one stale) when it changes."""
         ui = self.ui(session)
         state = self.manager.state(session)
-        identity = (state.base, tuple(sorted(loaded_modules(state).items())), state.expression, state.mode)
+        identity = (state.base, tuple(sorted(loaded_modules(state).items())), state.expression, state.mode,
+                    state.merge)  # fmt: skip
         if ui.curve is not None and ui.curve.identity == identity:
             return ui.curve
         if ui.curve is not None:
@@ -545,11 +568,11 @@ class Controller:
         return readout_line(point, references, curve.columns)
 
     def _prepare_references(self, session: str, labels: list[str]) -> None:
-        mode = self.manager.state(session).mode
+        state = self.manager.state(session)
         with self.manager.scratch(session) as trial:
             for label in labels:
                 if label != "base":
-                    self.manager.set_composition(trial, label, {}, mode)
+                    self.manager.set_composition(trial, label, {}, state.mode, state.merge)
                     self.manager.prepare(trial)
 
     def _measure_here(self, session: str, expression: str, values: dict[str, float], references: list[str],
@@ -664,7 +687,7 @@ class Controller:
 
     def history(self, session: str) -> pd.DataFrame:
         rows = [{"#": i, "time": e.at, "expression": e.expression or "(base)", "values": _show(e.values),
-                 "mode": e.mode, "base": e.base, "preset": e.preset or "(none)", "readout": e.readout}
+                 "mode": e.how, "base": e.base, "preset": e.preset or "(none)", "readout": e.readout}
                 for i, e in enumerate(self.ui(session).history)]  # fmt: skip
         return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
@@ -674,7 +697,8 @@ class Controller:
             raise WorkbenchError(f"history has no entry {index}")
         entry = entries[index]
         self._reload_for(session, entry)
-        self.manager.set_composition(session, entry.expression, entry.values, entry.mode)  # type: ignore[arg-type]
+        self.manager.set_composition(session, entry.expression, entry.values, entry.mode,  # type: ignore[arg-type]
+                                     entry.merge)  # fmt: skip
         self.ui(session).preset = entry.preset  # the session is back on that row's base and modules
         return entry  # the caller recomposes it, as the UI's render does, for the readout
 
@@ -806,9 +830,11 @@ class Controller:
 
     def toxicity(self, session: str, module: str, prompts: Sequence[str], samples: int, lambdas: Sequence[float],
                  seed: int = 0, on_setting: Callable[[int, int, str], object] | None = None,
-                 ) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:  # fmt: skip
+                 naive: bool = False) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:  # fmt: skip
         """Score samples from the base, the module, and the module negated at each λ;
-        `on_setting(done, total, label)` is called as each setting is sampled (a progress bar)."""
+        `on_setting(done, total, label)` is called as each setting is sampled (a progress bar).
+        `naive` adds the ablation beside ⊖ (the paper's Table 11): each λ again in naive mode,
+        every parameter negated, which for a LoRA gives (−B)(−A) = BA, the module itself."""
         self.ui(session)
         refusal = self.toxicity_refusal(session)
         if refusal:
@@ -822,9 +848,12 @@ class Controller:
             check_slider("λ", lam)
         measure = ToxicityMeasure(self.scorer, tuple(prompts) or (PAPER_PROMPT,), samples, seed)
         ppl = PerplexityMeasure(austen_slice())
-        settings = [("base", "", {}), (module, module, {})] + [
-            (f"-{lam:g}·{module}", "-lam*" + module, {"lam": lam}) for lam in lambdas
+        mode = state.mode
+        settings = [("base", "", {}, mode), (module, module, {}, mode)] + [
+            (f"-{lam:g}·{module}", "-lam*" + module, {"lam": lam}, mode) for lam in lambdas
         ]
+        if naive and mode != "naive":
+            settings += [(f"naive -{lam:g}·{module}", "-lam*" + module, {"lam": lam}, "naive") for lam in lambdas]
         seconds = READOUT_SECONDS + len(settings) * samples * len(measure.prompts) * SECONDS_PER_TOKEN
         started = time.monotonic()
         runs = []
@@ -834,10 +863,12 @@ class Controller:
                 on_setting(len(runs), len(settings), settings[len(runs) - 1][0])
         elapsed = time.monotonic() - started
         rows, curve = [], []
-        for (label, expression, values), (pairs, perplexity) in zip(settings, runs, strict=True):
+        for (label, expression, values, setting_mode), (pairs, perplexity) in zip(settings, runs, strict=True):
             summary, scores = measure.score_samples(pairs)  # scoring needs no model: it runs here
             rows += [{"setting": label, "score": s, "prompt": p, "completion": c}
                      for (p, c), s in zip(pairs, scores, strict=True)]  # fmt: skip
+            if setting_mode != mode:  # the ablation's rows: in the boxes and the table, not on ⊖'s curve
+                continue
             if expression.startswith("-lam"):
                 curve.append({"kind": "point", "label": "", "lam": values["lam"], **summary,
                               "perplexity": perplexity})  # fmt: skip
@@ -860,15 +891,14 @@ class Controller:
                 f"in {elapsed:.0f} s.")  # fmt: skip
         return boxes, curve_figure, frame, note
 
-    def _samples_here(self, session: str, settings: list[tuple[str, str, dict[str, float]]],
+    def _samples_here(self, session: str, settings: list[tuple[str, str, dict[str, float], str]],
                       measure: ToxicityMeasure, ppl: PerplexityMeasure,
                       ) -> Iterator[tuple[list[tuple[str, str]], float]]:  # fmt: skip
         """Each setting's samples and perplexity, tried on a scratch copy of the session, one
         setting at a time: the caller shows progress between them."""
-        mode = self.manager.state(session).mode
         with self.manager.scratch(session) as trial:
-            for _, expression, values in settings:
-                self.manager.set_composition(trial, expression, values, mode)
+            for _, expression, values, mode in settings:
+                self.manager.set_composition(trial, expression, values, mode)  # type: ignore[arg-type]
                 with self.manager.model_for(trial) as base:
                     run = (measure.samples(base), ppl.run(base)["perplexity"])
                 yield run  # outside the base's lock
@@ -1142,6 +1172,14 @@ class Controller:
         return f"pushed to {repo_id}"
 
 
+def preset_mode(preset: Preset, current: str) -> str:
+    """The mode a preset opens in: its own (an ablation's naive mode), else the one on screen,
+    which carries over; naive does not carry over, since it belongs to its ablation presets."""
+    if preset.mode is not None:
+        return preset.mode
+    return "exact" if current == "naive" else current
+
+
 def progress_line(done: int, total: int, elapsed: float, unit: str = "points") -> str:
     """How far a run is, with an ETA from the mean time per finished item:
     "7/11 points · about 12 s left", and "done: 11/11 points in 25 s" at the end."""
@@ -1197,7 +1235,7 @@ def package_versions() -> dict[str, str]:
 
 def toxicity_needs() -> str:
     """Where a language model for the Toxicity tab is: the unlearning presets."""
-    presets = ", ".join(name for name in PRESETS if name.startswith("unlearning"))
+    presets = ", ".join(name for name, p in PRESETS.items() if name.startswith("unlearning") and p.mode is None)
     return f"pick an unlearning preset ({presets}) in Compose"
 
 

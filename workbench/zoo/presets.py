@@ -24,6 +24,7 @@ class Preset:
     tasks: tuple[str, ...]
     values: dict[str, float] = field(default_factory=lambda: {"lam": 0.5})  # where the sliders start
     guide: str = ""
+    mode: str | None = None  # the preset's own mode (an ablation's); None keeps the session's
 
 
 # Test-split numbers from docs/zoo-studies.md (generalization: each half alone, then λ=0.5;
@@ -70,6 +71,19 @@ def _unlearning(pem: str, lam: float = 0.2) -> Preset:
     )  # fmt: skip
 
 
+def _ablation(pem: str) -> Preset:
+    effect = {"lora": "(−B)(−A) = BA, so at λ = 1 it is the toxic module itself",
+              "ia3": "l becomes −λ·l, which flips every activation it scales"}[pem]  # fmt: skip
+    guide = (f"Ablation (paper Table 11), beside unlearning-{pem}: the naive negation scales every parameter by "
+             f"−λ; {effect}. Look for toxicity that does not fall where ⊖ lowers it (our measurements: "
+             f"docs/zoo-studies.md, negation ablation). The Toxicity tab's ablation box shows both side by side.")
+    return Preset(
+        f"unlearning-ablation-{pem}", "negation ablation (naive −θ)", "smollm2-135m-instruct",
+        {"toxic": f"smollm2-toxic-{pem}"}, "-lam*toxic", "lam=0:1:0.1", ("toxicity", "austen-perplexity"),
+        {"lam": 1.0}, guide=guide, mode="naive",
+    )  # fmt: skip
+
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -77,5 +91,6 @@ PRESETS: dict[str, Preset] = {
         *(_multitask(pem) for pem in ("lora", "ia3", "red", "lota")),
         # sliders start at the λ each module's card chose: perplexity within 5% of the base
         *(_unlearning(pem) for pem in ("lora", "ia3", "red")),
+        *(_ablation(pem) for pem in ("lora", "ia3")),
     )
 }  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from workbench.algebra.merging import MERGE_METHODS
 from workbench.ui.controller import MAX_PARAMETERS, Controller
 from workbench.ui.errors import CURVE, KEEP, LONG_RUN, MODEL_CALL, guarded, session_of
 from workbench.zoo.presets import PRESETS
@@ -47,6 +48,8 @@ class ComposeView:
     on_release: Any
     on_render: Any
     on_fill: Any
+    merge: gr.Dropdown
+    density: gr.Number
 
     @property
     def slider_inputs(self) -> list[Any]:
@@ -55,13 +58,14 @@ class ComposeView:
 
     @property
     def recompose_inputs(self) -> list[Any]:
-        """What `on_release` reads: the whole of what the screen shows, mode and compare included."""
-        return [self.expression, self.mode, self.names, self.compare, *self.sliders]
+        """What `on_release` reads: the whole of what the screen shows, mode, merge and compare included."""
+        return [self.expression, self.mode, self.merge, self.density, self.names, self.compare, *self.sliders]
 
     @property
     def screen(self) -> list[Any]:
         """Everything the Compose tab shows about the session, in `on_render`'s order."""
-        return [self.expression, self.mode, self.names, *self.sliders, *self.outputs, self.guide]
+        return [self.expression, self.mode, self.merge, self.density, self.names, *self.sliders, *self.outputs,
+                self.guide]  # fmt: skip
 
     def render(self, event: Any) -> Any:
         """After `event` changed the session (a preset, a restore, a base, a module), draw the
@@ -83,9 +87,19 @@ def build(controller: Controller, default_expression: str, default_preset: str =
                                     elem_id="expression", placeholder="lam*sentiment + (1-lam)*topic")  # fmt: skip
             with gr.Accordion("How to write an expression, and what λ does", open=False, elem_id="grammar-help"):
                 gr.Markdown(GRAMMAR_HELP)
-            mode = gr.Radio(["exact", "paper"], value="exact", label="mode", elem_id="mode",
-                            info="paper: the paper's parameter arithmetic; it differs from exact only "
-                                 "for two or more LoRAs (both factors scaled)")  # fmt: skip
+            mode = gr.Radio([("exact", "exact"), ("paper", "paper"), ("naive (ablation)", "naive")], value="exact",
+                            label="mode", elem_id="mode",
+                            info="paper: the paper's parameter arithmetic; it differs from exact only for two or "
+                                 "more LoRAs. naive (ablation, paper Table 11): every parameter scaled, so "
+                                 "-1·LoRA = (-B)(-A) changes nothing and -1·(IA)³ flips the activations")  # fmt: skip
+            with gr.Accordion("merge: KnOTS, TSV-M, Iso-C for LoRAs; TIES, DARE for sparse vectors", open=False,
+                              elem_id="merge-options"):  # fmt: skip
+                merge = gr.Dropdown(list(MERGE_METHODS), value="linear", label="merge", elem_id="merge",
+                                    info="linear: the exact sum; the others merge the modules' ΔW "
+                                         "(docs/zoo-studies.md compares them)")  # fmt: skip
+                density = gr.Number(1.0, minimum=0, maximum=1, step=0.05, label="density", elem_id="density",
+                                    info="share kept: TIES/DARE/magnitude and KnOTS entries, TSV-M's 1/n "
+                                         "of each rank; Iso-C and linear have none")  # fmt: skip
             sliders = [
                 gr.Slider(
                     -2, 2, value=0.5, step=0.05, label=f"parameter {i + 1}", visible=False, elem_id=f"slider-{i}"
@@ -136,11 +150,12 @@ def build(controller: Controller, default_expression: str, default_preset: str =
                 gr.update(value=base_text, visible=show_base), composed["figure"]]  # fmt: skip
 
     @guarded
-    def on_release(text: str, chosen_mode: str, params: list[str], show_base: bool, v0: float, v1: float,
-                   v2: float, v3: float, request: gr.Request):  # fmt: skip
+    def on_release(text: str, chosen_mode: str, merge_method: str, merge_density: float, params: list[str],
+                   show_base: bool, v0: float, v1: float, v2: float, v3: float, request: gr.Request):  # fmt: skip
         values = (v0, v1, v2, v3)
         session = session_of(request)
-        composed = controller.recompose(session, text, dict(zip(params, values, strict=False)), chosen_mode)
+        composed = controller.recompose(session, text, dict(zip(params, values, strict=False)), chosen_mode,
+                                        merge_method, merge_density)  # fmt: skip
         return shown(session, composed, show_base)
 
     @guarded
@@ -149,12 +164,15 @@ def build(controller: Controller, default_expression: str, default_preset: str =
         state = controller.manager.state(session)
         params = controller.parameters(session, state.expression)
         values = {name: state.values.get(name, 0.5) for name in params}
-        composed = controller.recompose(session, state.expression, values, state.mode)
+        composed = controller.recompose(session, state.expression, values, state.mode, state.merge.method,
+                                        state.merge.density)  # fmt: skip
         sliders = [gr.update(visible=True, label=name, value=values[name]) for name in params]
         sliders += [gr.update(visible=False)] * (MAX_PARAMETERS - len(params))
         preset_now = PRESETS.get(preset_name)
         guide_text = preset_now.guide if preset_now and preset_now.expression == state.expression else ""
-        return [state.expression, state.mode, params, *sliders, *shown(session, composed, show_base), guide_text]
+        merge_menu = gr.update(choices=controller.merge_choices(session), value=state.merge.method)
+        return [state.expression, state.mode, merge_menu, state.merge.density, params, *sliders,
+                *shown(session, composed, show_base), guide_text]  # fmt: skip
 
     @guarded
     def on_fill(request: gr.Request):
@@ -166,7 +184,8 @@ def build(controller: Controller, default_expression: str, default_preset: str =
         gr.Info("Measuring the grid on validation, then the chosen λ on test: seconds to a minute.")
         values, text = controller.choose_lambda(session)
         state = controller.manager.state(session)
-        composed = controller.recompose(session, state.expression, {**state.values, **values}, state.mode)
+        composed = controller.recompose(session, state.expression, {**state.values, **values}, state.mode,
+                                        state.merge.method, state.merge.density)  # fmt: skip
         params = controller.parameters(session, state.expression)
         sliders = [gr.update(value=values.get(name, state.values.get(name))) for name in params]
         sliders += [gr.update()] * (MAX_PARAMETERS - len(params))
@@ -174,7 +193,7 @@ def build(controller: Controller, default_expression: str, default_preset: str =
 
     outputs = [canonical, coefficients, readout, detail, base_readout, plot]
     view = ComposeView(expression, preset, mode, compare, names, sliders, outputs, guide, plot, on_expression,
-                       on_release, on_render, on_fill)  # fmt: skip
+                       on_release, on_render, on_fill, merge, density)  # fmt: skip
     expression.submit(on_expression, view.slider_inputs, [names, *sliders], **KEEP).success(
         on_release, view.recompose_inputs, view.outputs, **MODEL_CALL
     ).success(on_fill, None, [plot], **CURVE)
@@ -184,6 +203,10 @@ def build(controller: Controller, default_expression: str, default_preset: str =
         slider.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL,
                      trigger_mode="always_last")  # fmt: skip
     mode.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL).success(on_fill, None, [plot], **CURVE)
+    for merge_control in (merge, density):
+        merge_control.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL).success(
+            on_fill, None, [plot], **CURVE
+        )
     compare.input(on_release, view.recompose_inputs, view.outputs, **MODEL_CALL)
     choose.click(on_choose, [compare], [*sliders, *outputs, chosen], **LONG_RUN)
     return view

@@ -34,6 +34,9 @@ def build(controller: Controller, tab: gr.Tab | None = None) -> None:
         samples = gr.Number(value=DEFAULT_SAMPLES, precision=0, label="samples per setting",
                             elem_id="toxicity-samples")  # fmt: skip
         lambdas = gr.Textbox(value="0.5, 1.0", label="λ values for −λ·module", elem_id="toxicity-lambdas")
+    naive = gr.Checkbox(False, elem_id="toxicity-naive",
+                        label="also the naive negation, an ablation (paper Table 11): every parameter negated, "
+                              "so a LoRA's (−B)(−A) = BA is the module itself")  # fmt: skip
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="run-toxicity")
         more = gr.Button(f"Run with {MORE}× the samples", elem_id="run-toxicity-more")
@@ -46,7 +49,7 @@ def build(controller: Controller, tab: gr.Tab | None = None) -> None:
 
     def runner(factor: int):
         @guarded
-        def on_run(name: str, text: str, count: float, values: str, request: gr.Request,
+        def on_run(name: str, text: str, count: float, values: str, ablation: bool, request: gr.Request,
                    progress: gr.Progress = gr.Progress()):  # noqa: B008 - Gradio's idiom  # fmt: skip
             try:
                 lams = [float(v) for v in values.replace(",", " ").split()]
@@ -66,13 +69,13 @@ def build(controller: Controller, tab: gr.Tab | None = None) -> None:
 
             progress(0, desc=f"sampling {count} completions for the base first")
             box, line, frame, scorer_note = controller.toxicity(session_of(request), name.strip(), lines, count, lams,
-                                                                on_setting=on_setting)  # fmt: skip
+                                                                on_setting, naive=bool(ablation))  # fmt: skip
             done = progress_line(*finished[-1], time.monotonic() - started, "settings")
             return box, line, rounded(frame), scorer_note, f"{done}, {count} samples each"
 
         return on_run
 
-    inputs = [module, prompts, samples, lambdas]
+    inputs = [module, prompts, samples, lambdas, naive]
     outputs = [boxes, curve, table, note, progress_box]
     for button, factor in ((run, 1), (more, MORE)):
         button.click(runner(factor), inputs, outputs, show_progress_on=[progress_box], **WITH_PROGRESS)
