@@ -40,9 +40,10 @@ def wait_for_value(locator, predicate, timeout_ms: int = 120_000) -> str:
 
 
 def on_top(page, selector: str) -> bool:
-    """Whether the element is what a user sees at its centre (not covered, e.g. by an error badge)."""
+    """Whether the element is what a user sees at its centre (not covered, e.g. by an error badge),
+    once scrolled into view as a user would: elementFromPoint sees only the viewport."""
     return page.locator(selector).first.evaluate(
-        "el => { const r = el.getBoundingClientRect();"
+        "el => { el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
         " const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
         " return top === el || el.contains(top); }"
     )
