@@ -68,8 +68,9 @@ def build(controller: Controller, tab: gr.Tab | None = None) -> None:
                 progress(done / total, desc=f"{label} sampled · {line}")
 
             progress(0, desc=f"sampling {count} completions for the base first")
-            box, line, frame, scorer_note = controller.toxicity(session_of(request), name.strip(), lines, count, lams,
-                                                                on_setting, naive=bool(ablation))  # fmt: skip
+            box, line, frame, scorer_note = controller.toxicity(
+                session_of(request), name.strip(), lines, count, lams, on_setting=on_setting, naive=bool(ablation)
+            )
             done = progress_line(*finished[-1], time.monotonic() - started, "settings")
             return box, line, rounded(frame), scorer_note, f"{done}, {count} samples each"
 
