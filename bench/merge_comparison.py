@@ -34,6 +34,8 @@ import torch
 import transformers
 
 from workbench.algebra import MergeOptions
+from workbench.catalog.presets import PRESETS
+from workbench.catalog.registry import zoo_adapter_path
 from workbench.eval import parse_grid
 from workbench.eval.classify import evaluate
 from workbench.eval.tasks import ClassificationTask
@@ -41,9 +43,7 @@ from workbench.modules import PEM
 from workbench.modules.lora import LoraModule
 from workbench.modules.sparse import SparseModule, SparseTensor
 from workbench.runtime import SessionManager
-from workbench.zoo.cards import split_task
-from workbench.zoo.presets import PRESETS
-from workbench.zoo.registry import zoo_adapter_path
+from workbench.studio.cards import split_task
 
 PRESET = PRESETS["multi-task-lora"]
 TASKS = ("sentiment", "topic")

@@ -23,12 +23,12 @@ import transformers
 sys.path.insert(0, str(Path(__file__).parent))
 from sweep import report  # noqa: E402
 
+from workbench.catalog.presets import PRESETS  # noqa: E402
+from workbench.catalog.registry import DATA, zoo_adapter_path  # noqa: E402
 from workbench.eval import TaskMeasure, load_csv_task, parse_grid, sweep  # noqa: E402
 from workbench.eval.classify import predict  # noqa: E402
 from workbench.runtime import SessionManager  # noqa: E402
 from workbench.runtime.loading import LoadedBase, resolve_folder  # noqa: E402
-from workbench.zoo.presets import PRESETS  # noqa: E402
-from workbench.zoo.registry import DATA, zoo_adapter_path  # noqa: E402
 
 
 def main() -> None:

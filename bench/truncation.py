@@ -26,12 +26,12 @@ import torch
 from workbench.algebra import compose
 from workbench.algebra.compose import export_part
 from workbench.algebra.truncate import Truncation, truncate_lora
+from workbench.catalog.presets import PRESETS
+from workbench.catalog.registry import DATA, zoo_adapter_path
 from workbench.modules import load_module
 from workbench.modules.lora import LoraModule
 from workbench.runtime.loading import LoadedBase
 from workbench.runtime.session import SessionManager
-from workbench.zoo.presets import PRESETS
-from workbench.zoo.registry import DATA, zoo_adapter_path
 
 TEXTS = {"distribution-generalization-lora": "sentiment-test.csv", "unlearning-lora": "fortunes-clean.csv"}
 PROMPTS = 8

@@ -69,11 +69,11 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from workbench.catalog.presets import PRESETS
+    from workbench.catalog.registry import DATA, zoo_adapter_path
     from workbench.eval import load_csv_task
     from workbench.ui.app import LAUNCH_OPTIONS, build_app
     from workbench.ui.controller import LIVE_EXAMPLES
-    from workbench.zoo.presets import PRESETS
-    from workbench.zoo.registry import DATA, zoo_adapter_path
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

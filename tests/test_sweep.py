@@ -7,7 +7,7 @@ import pytest
 
 from workbench.errors import WorkbenchError
 from workbench.eval import GridAxis, PerplexityMeasure, ResultCache, TaskMeasure, ToxicityMeasure, parse_grid, sweep
-from workbench.eval.auto import optuna_search, refine_1d, unlearning_choice
+from workbench.eval.auto import largest_lambda_within, lowest_toxicity_within, optuna_search, refine_1d
 from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
 from workbench.eval.tasks import ClassificationTask
 from workbench.eval.toxicity import DetoxifyScorer, ProfanityScorer
@@ -135,7 +135,22 @@ def test_unlearning_rule() -> None:
             {"kind": "point", "label": "", "lam": 1.0, "toxicity": 0.02, "perplexity": 11.0},
         ]
     )
-    assert unlearning_choice(frame, "lam").values == {"lam": 0.6}
-    assert unlearning_choice(frame, "lam", ppl_bound=2.0).values == {"lam": 1.0}
+    assert lowest_toxicity_within(frame, "lam").values == {"lam": 0.6}
+    assert lowest_toxicity_within(frame, "lam", ppl_bound=2.0).values == {"lam": 1.0}
     with pytest.raises(WorkbenchError, match="no λ keeps perplexity"):
-        unlearning_choice(frame.assign(perplexity=[10.0, 12, 12, 12]), "lam")
+        lowest_toxicity_within(frame.assign(perplexity=[10.0, 12, 12, 12]), "lam")
+
+
+def test_the_two_unlearning_rules_differ_where_toxicity_is_not_monotone() -> None:
+    """The cards' rule takes the largest λ in the bound whatever its toxicity; the paper's the least toxic."""
+    frame = pd.DataFrame(
+        [
+            {"kind": "reference", "label": "base", "toxicity": 0.2, "perplexity": 10.0},
+            {"kind": "point", "label": "", "lam": 0.2, "toxicity": 0.05, "perplexity": 10.1},
+            {"kind": "point", "label": "", "lam": 0.4, "toxicity": 0.12, "perplexity": 10.4},
+            {"kind": "point", "label": "", "lam": 0.8, "toxicity": 0.01, "perplexity": 11.0},
+        ]
+    )
+    assert lowest_toxicity_within(frame, "lam", ppl_ratio=1.05).values == {"lam": 0.2}
+    assert largest_lambda_within(frame, "lam", ppl_ratio=1.05).values == {"lam": 0.4}
+    assert largest_lambda_within(frame.drop(columns="toxicity"), "lam", ppl_bound=2.0).values == {"lam": 0.8}

@@ -3,12 +3,22 @@
 import pytest
 import torch
 from conftest import load_base
+from safetensors.torch import load_file
 
-from workbench.modules import IA3Module, LoraModule, RedModule, SparseModule, load_module
-from workbench.zoo.training import TrainSettings, lota_mask, train
+from workbench.catalog.training_settings import TrainSettings
+from workbench.errors import WorkbenchError
+from workbench.modules import PEM_TYPES, IA3Module, LoraModule, RedModule, SparseModule, load_module
+from workbench.studio.training import TRAINERS, load_trainable, lota_mask, method_name, train
 
 TEXTS = ["the cat sat on the mat", "a dog barked at night", "rain fell on the roof", "we ate soup and bread"]
 SETTINGS = TrainSettings(steps=4, learning_rate=1e-2, batch_size=2, max_length=24, calibration_steps=3, density=0.05)
+
+
+def test_every_pem_type_has_one_trainer_named_for_its_method() -> None:
+    assert set(TRAINERS) == set(PEM_TYPES)  # a new type without a trainer, or a trainer for no type, fails here
+    assert [method_name(t) for t in ("lora", "ia3", "red", "sparse")] == ["LoRA", "(IA)³", "RED", "LoTA"]
+    with pytest.raises(WorkbenchError, match="no trainer for PEM type 'lota'; choose lora"):
+        train("lota", "unused", TEXTS, SETTINGS, "unused")
 
 
 @pytest.mark.parametrize(("pem_type", "cls"), [("lora", LoraModule), ("ia3", IA3Module), ("red", RedModule)])
@@ -18,25 +28,37 @@ def test_adapter_types_train_and_load(base_dirs, tmp_path, pem_type, cls) -> Non
     assert isinstance(load_module(tmp_path / pem_type), cls)
 
 
-def test_red_training_changes_only_the_edit_vectors(base_dirs, tmp_path) -> None:
+def test_red_training_changes_only_the_edit_vectors(base_dirs, tmp_path, monkeypatch) -> None:
+    """The model RED trained holds the base's every tensor unchanged; only its vectors moved."""
+    from workbench.studio import training
+
+    loaded = []
+
+    def keep(*args, **kwargs):
+        loaded.append(load_trainable(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(training, "load_trainable", keep)
     module, _ = train("red", base_dirs["llama"], TEXTS, SETTINGS, tmp_path / "red")
     assert set(module.vectors) == {"model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"}
     assert all(v.scaling.shape == (32,) for v in module.vectors.values())
-    # the base folder is untouched: a freshly loaded base equals the saved one
-    fresh = load_base(base_dirs, "llama")
-    from safetensors.torch import load_file
-
-    saved = load_file(str(base_dirs["llama"] / "model.safetensors"))
-    assert all(torch.equal(saved[n], p) for n, p in fresh.named_parameters() if n in saved)
+    assert all(not torch.equal(v.scaling, torch.ones(32)) and v.bias.abs().sum() > 0 for v in module.vectors.values())
+    [(trained, _)] = loaded
+    base = load_file(str(base_dirs["llama"] / "model.safetensors"))
+    tensors = trained.state_dict()
+    assert set(tensors) == set(base)
+    changed = [name for name in base if not torch.equal(tensors[name], base[name])]
+    assert not changed, changed
 
 
 def test_lota_changes_only_masked_weights_and_lotto_is_disjoint(base_dirs, tmp_path) -> None:
-    first, _ = train("lota", base_dirs["llama"], TEXTS, SETTINGS, tmp_path / "lota")
+    first, _ = train("sparse", base_dirs["llama"], TEXTS, SETTINGS, tmp_path / "lota")
     assert isinstance(first, SparseModule) and first.config["method"] == "lota"
     total = sum(p.numel() for n, p in load_base(base_dirs, "llama").named_parameters()
                 if p.dim() == 2 and "embed" not in n)  # fmt: skip
     assert 0 < first.num_parameters <= int(0.05 * total) + 2
-    second, _ = train("lota", base_dirs["llama"], TEXTS[::-1], SETTINGS, tmp_path / "lotto", exclude=tmp_path / "lota")
+    second, _ = train("sparse", base_dirs["llama"], TEXTS[::-1], SETTINGS, tmp_path / "lotto",
+                      exclude=tmp_path / "lota")  # fmt: skip
     assert second.config["method"] == "lotto" and second.num_parameters > 0
     for name, tensor in second.tensors.items():
         if name in first.tensors:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
+import torch
 
 import workbench.ui.controller as controller_module
 from workbench.errors import WorkbenchError
@@ -269,3 +270,29 @@ def test_in_a_forked_gpu_worker_both_replies_and_stop_work(controller, base_dirs
     full = list(controller.chat_replies("s", "hello there", [], [], max_new_tokens=120, seed=1))[-1]
     assert last.stopped and last.composed and last.base
     assert full.composed.startswith(last.composed) and len(last.composed) < len(full.composed)
+
+
+def test_a_reply_runs_with_the_callers_thread_count(controller, monkeypatch) -> None:
+    """MKL keeps its thread count per thread, so a generating thread must take the caller's
+    setting itself; without it a forked GPU worker's reply started a thread pool and hung."""
+    import ctypes
+    from pathlib import Path
+
+    native = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+    if not hasattr(native, "mkl_get_max_threads"):
+        pytest.skip("this torch build has no MKL to ask")  # torch's own get_num_threads cannot tell
+    seen: list[tuple[int, int]] = []
+    encode = controller_module.encode_prompt
+
+    def record(*args, **kwargs):
+        seen.append((native.mkl_get_max_threads(), native.omp_get_max_threads()))  # in the generating thread
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(controller_module, "encode_prompt", record)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        list(controller.chat("s", "hello", max_new_tokens=2))
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [(1, 1)]

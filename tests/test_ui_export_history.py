@@ -13,11 +13,11 @@ import torch
 from tests.conftest import load_base
 from workbench.algebra import load_composition
 from workbench.algebra.card import is_hub_id, task_type_for
+from workbench.catalog.bases import ZOO_BASES, ZooBase
+from workbench.catalog.presets import PRESETS, Preset
 from workbench.errors import WorkbenchError
 from workbench.ui import controller as controller_module
 from workbench.ui.controller import Controller, export_file_name
-from workbench.zoo.bases import ZOO_BASES, ZooBase
-from workbench.zoo.presets import PRESETS, Preset
 
 INPUT = torch.tensor([[5, 17, 42, 99, 3, 64, 1]])
 
@@ -127,7 +127,7 @@ def test_a_zoo_base_is_recorded_by_its_hub_id(tiny_zoo, tmp_path) -> None:
     data = json.loads((folder / "composition.json").read_text())
     assert (data["base"], data["base_loaded_as"]) == ("someone/tiny-llama", "tiny-zoo-llama")
     assert "base_model: someone/tiny-llama" in (folder / "README.md").read_text()
-    from workbench.zoo.bases import ZOO_BASES as real
+    from workbench.catalog.bases import ZOO_BASES as real
 
     assert real["smollm2-135m-instruct"].hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert controller_module.base_hub_id("smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"

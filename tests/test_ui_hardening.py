@@ -221,7 +221,9 @@ def test_a_slider_moved_during_a_sweep_is_what_the_session_runs_after_it(control
 def test_each_sweep_measure_has_its_own_size(controller) -> None:
     short = list(controller.sweep("s", "lam*a", {"lam": "0,1"}, ["austen-perplexity"], ppl_characters=300))[-1][1]
     long = list(controller.sweep("s", "lam*a", {"lam": "0,1"}, ["austen-perplexity"], ppl_characters=1200))[-1][1]
-    assert list(short["perplexity"]) != list(long["perplexity"])  # the perplexity size is used, not ignored
+    # the perplexity size is used, not ignored, and the column says which part was measured
+    short_ppl, long_ppl = short["perplexity:austen-perplexity[:300]"], long["perplexity:austen-perplexity[:1200]"]
+    assert list(short_ppl) != list(long_ppl)
     measures = controller.measures(["toxicity", "austen-perplexity"], n=10, samples=3, ppl_characters=500)
     assert measures[0].n == 3 and len(measures[1].text) == 500
     with pytest.raises(WorkbenchError, match="toxicity samples"):

@@ -86,6 +86,19 @@ def test_ties_by_hand() -> None:
     torch.testing.assert_close(result.tensors["w"].dense(), torch.tensor([[4.0, 0, 0], [6, 3, -4.5]]))
 
 
+def test_ties_a_tied_vote_elects_plus() -> None:
+    """A sign vote that sums to exactly 0 elects + (as PEFT's does). x - 2y with
+    x = [2, -1, 3], y = [1, 1, -3] weighs to [2, -1, 3] and [-2, -2, 6]; the totals
+    [0, -3, 9] elect [+, -, +] and the agreeing entries average to [2, -1.5, 4.5]
+    (a tie elected - would give -2 first)."""
+    x = _tiny_sparse([2.0, -1.0, 3.0], [0, 1, 2], shape=(3,))
+    y = _tiny_sparse([1.0, 1.0, -3.0], [0, 1, 2], shape=(3,))
+    result = compose({"x": x, "y": y}, "x - 2*y", merge=MergeOptions("ties")).parts[0]
+    torch.testing.assert_close(result.tensors["w"].dense(), torch.tensor([2.0, -1.5, 4.5]))
+    # the helper alone: column totals 0 (tied: + keeps 2) and 4 (+ keeps 1 and 3)
+    torch.testing.assert_close(sign_elected_mean(torch.tensor([[2.0, 1.0], [-2.0, 3.0]])), torch.tensor([2.0, 2.0]))
+
+
 def test_ties_and_magnitude_match_peft_reference() -> None:
     """PEFT elects TIES signs before weighting, we after (so a negated term votes with its
     sign); with equal positive weights the two agree exactly."""

@@ -5,9 +5,11 @@ call run in the server process, with the session's own state kept in the server.
 
 from __future__ import annotations
 
+import faulthandler
 import inspect
 import multiprocessing
 import sys
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,7 @@ from workbench.ui.controller import Controller
 from workbench.ui.gpu import here, on_gpu
 
 DURATIONS: list[int] = []
+ANSWER_SECONDS = 120
 
 
 def forked(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
@@ -31,6 +34,7 @@ def forked(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
 
         def child() -> None:
             torch.set_num_threads(1)  # a forked child must not reuse the parent's thread pool
+            faulthandler.dump_traceback_later(ANSWER_SECONDS - 10)  # where a stuck worker was, in the report
             try:
                 result = fn(*args, **kwargs)
                 if inspect.isgenerator(result):
@@ -48,9 +52,10 @@ def forked(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
         return process, receive
 
     def answer(process: Any, receive: Any) -> tuple[str, Any]:
-        if not receive.poll(120):
+        if not receive.poll(ANSWER_SECONDS):
             process.kill()
-            raise TimeoutError("the forked call did not answer")
+            alive = ", ".join(thread.name for thread in threading.enumerate())
+            raise TimeoutError(f"the forked call did not answer; threads in the parent at the time: {alive}")
         return receive.recv()
 
     if inspect.isgeneratorfunction(fn):

@@ -107,14 +107,16 @@ def test_bad_max_new_tokens_is_one_line_and_keeps_the_message(page) -> None:
 
 
 def test_an_encoder_preset_turns_chat_off_in_one_line(page) -> None:
-    from workbench.zoo.registry import ADAPTERS
+    from workbench.catalog.registry import ADAPTERS
 
     if not (ADAPTERS / "minilm-sentiment-s0-lora").is_dir():
         pytest.skip("the zoo's MiniLM modules are not built")
     choose_preset(page, "distribution-generalization-lora")
     page.get_by_role("tab", name="Chat").click()
     talking = page.locator("#talking-to")
-    page.wait_for_function("el => el.innerText.includes('cannot chat')", arg=talking.element_handle())
+    # settled: while an event is still pending, Gradio shows its progress text inside the same box
+    settled = "el => el.innerText.includes('cannot chat') && el.innerText.trim().split('\\n').length === 1"
+    page.wait_for_function(settled, arg=talking.element_handle())
     line = talking.inner_text()
     assert "is an encoder: it classifies, it cannot chat; pick an unlearning preset" in line, line
     assert len(line.strip().splitlines()) == 1

@@ -71,7 +71,8 @@ def test_a_short_sweep_shows_an_eta_then_done_and_offers_the_csv_and_run_json(pa
     assert re.match(r"^[1-3]/4 points · about \d+ (s|min) left$", eta)
     done = wait_for_progress(page, "sweep-progress", "^done: 4/4 points in ")
     plot = page.locator("#sweep-plot")
-    assert "perplexity ↓ (lower is better)" in plot.inner_text()  # the y axis says which way is better
+    # the y axis says which way is better, and what part of the text was measured
+    assert "perplexity:austen-perplexity[:2000] ↓ (lower is better)" in plot.inner_text()
     assert "base" in plot.inner_text() and "toxic" in plot.inner_text()  # the references, in the legend
     table = page.locator("#sweep-table").inner_text()
     assert "reference" in table and "point" in table and "perplexity" in table
@@ -81,8 +82,9 @@ def test_a_short_sweep_shows_an_eta_then_done_and_offers_the_csv_and_run_json(pa
     csv_path = download(page, csv_link, tmp_path)
     assert csv_path.name == "sweep-minus-lam-toxic__lam=0-1.csv"  # says what was swept
     frame = pd.read_csv(csv_path, float_precision="round_trip")
-    assert len(frame) == 4 and frame["perplexity"].notna().all()
-    digits = [len(repr(v).replace(".", "").lstrip("0")) for v in frame["perplexity"]]
+    ppl = frame["perplexity:austen-perplexity[:2000]"]  # the Sweep tab's default part of the text
+    assert len(frame) == 4 and ppl.notna().all()
+    digits = [len(repr(v).replace(".", "").lstrip("0")) for v in ppl]
     assert max(digits) > 4  # full precision, not the screen's 4 significant digits
     json_path = download(page, json_link, tmp_path)
     assert json_path.name == "sweep-minus-lam-toxic__lam=0-1.run.json"

@@ -16,22 +16,29 @@ from typing import Any
 from workbench.algebra.compose import COMPOSITION_FILE, Composition
 from workbench.algebra.truncate import Truncation
 from workbench.modules.pem import PEM
+from workbench.modules.registry import PEM_TYPES
 from workbench.modules.tensor_io import read_json, write_json
 
 CARD_FILE = "README.md"
-PEFT_CONFIG = "adapter_config.json"  # LoRA and (IA)³, PEFT's own file
-PEM_CONFIG = "pem_config.json"  # RED and sparse, the workbench's format
+PEFT_CONFIG = "adapter_config.json"  # PEFT's own file, which its types (LoRA, (IA)³) are written in
+
+
+def _type_kind(cls: type[PEM]) -> tuple[str, str]:
+    """What an export of one type is, and its files."""
+    own = f"{cls.display_name} module in the workbench's own format"
+    name = f"PEFT {cls.display_name} adapter" if cls.peft_type else own
+    return name, f"{cls.config_file}, {cls.weights_file}"
+
+
+# What an export can be: one PEM type, a composition folder, or a full model (name, files).
 KINDS = {
-    "lora": ("PEFT LoRA adapter", "adapter_config.json, adapter_model.safetensors"),
-    "ia3": ("PEFT (IA)³ adapter", "adapter_config.json, adapter_model.safetensors"),
-    "red": ("RED module in the workbench's own format", "pem_config.json, pem_model.safetensors"),
-    "sparse": ("sparse task vector in the workbench's own format", "pem_config.json, pem_model.safetensors"),
+    **{pem_type: _type_kind(cls) for pem_type, cls in PEM_TYPES.items()},
     "composition": ("composition folder (each module in its own format; reloads to the same composition)",
                     "composition.json, modules/<name>/ for each module"),
     "merged": ("full model with the composition merged into its weights (transformers loads it, no PEFT)",
                "config.json, model.safetensors, tokenizer files, generation_config.json where the base has one"),
 }  # fmt: skip
-PEFT_KINDS = ("lora", "ia3")
+PEFT_KINDS = tuple(pem_type for pem_type, cls in PEM_TYPES.items() if cls.peft_type)
 MODEL_CLASSES = {"CAUSAL_LM": "AutoModelForCausalLM", "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
                  "SEQ_CLS": "AutoModelForSequenceClassification"}  # fmt: skip
 # PEFT's task types by the kind of base the composition ran on (peft.TaskType)
@@ -216,15 +223,13 @@ def write_export_record(folder: Path, record: ExportRecord) -> None:
     """Add the card and composition.json to an exported folder, and record the base (its hub
     id) and, for PEFT configs, the task type in every config the export wrote."""
     folder = Path(folder)
-    for config in sorted(folder.rglob(PEFT_CONFIG)):
-        data = read_json(config)
-        data["base_model_name_or_path"] = record.base
-        data["task_type"] = record.task_type
-        write_json(config, data)
-    for config in sorted(folder.rglob(PEM_CONFIG)):
-        data = read_json(config)
-        data["base_model_name_or_path"] = record.base
-        write_json(config, data)
+    for name, peft in sorted({(cls.config_file, cls.peft_type is not None) for cls in PEM_TYPES.values()}):
+        for config in sorted(folder.rglob(name)):
+            data = read_json(config)
+            data["base_model_name_or_path"] = record.base
+            if peft:  # PEFT reads the task type; our own formats have none
+                data["task_type"] = record.task_type
+            write_json(config, data)
     path = folder / COMPOSITION_FILE
     data = record.as_json()
     if path.is_file():  # a composition folder: keep what load_composition reads (each module's path, type)

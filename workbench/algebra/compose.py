@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, FiniteFloat, ValidationError
 
 from workbench.algebra.expression import LinearCombination, parse
-from workbench.algebra.lora_merges import LORA_MERGES, merge_loras
-from workbench.algebra.merging import MergeOptions, check_merge
-from workbench.errors import ExpressionError, IncompatibleError, WorkbenchError
+from workbench.algebra.merging import MergeFields, MergeOptions, check_merge, merge_terms
+from workbench.errors import ExpressionError, IncompatibleError, WorkbenchError, validation_line
 from workbench.modules.edits import Edits
 from workbench.modules.heads import Head, combine_heads
 from workbench.modules.pem import MODES, PEM, Mode
 from workbench.modules.registry import PEM_TYPES, load_module
-from workbench.modules.sparse import SparseModule
 from workbench.modules.tensor_io import read_json, require_file, write_json
 
 COMPOSITION_FILE = "composition.json"
@@ -60,16 +58,9 @@ class Composition:
 
     @functools.cached_property
     def parts(self) -> tuple[PEM, ...]:
-        parts = []
-        for pem_type, terms in self.groups:
-            if pem_type == "sparse" and self.merge.method != "linear":
-                settings = {"method": self.merge.method, "density": self.merge.density}
-                parts.append(SparseModule.merge(terms, self.merge.function(), settings))
-            elif self.merge.method in LORA_MERGES:  # `compose` let it through for LoRAs alone
-                parts.append(merge_loras(terms, self.merge))
-            else:
-                parts.append(PEM_TYPES[pem_type].combine(terms, self.mode))
-        return tuple(parts)
+        if self.merge.method != "linear":  # `compose` let it through: one type, which takes it
+            return tuple(merge_terms(terms, self.merge) for _, terms in self.groups)
+        return tuple(PEM_TYPES[pem_type].combine(terms, self.mode) for pem_type, terms in self.groups)
 
     @functools.cached_property
     def heads(self) -> dict[tuple[str, ...], Head]:
@@ -267,18 +258,28 @@ def save_composition(composition: Composition, modules: Mapping[str, PEM], folde
     return "composition"
 
 
+class ModuleEntry(BaseModel):
+    path: str  # the module's folder, relative to the composition folder
+
+
+class CompositionRecord(BaseModel):
+    """What `load_composition` reads of composition.json; the other fields an export
+    record writes there (card.py) are ignored."""
+
+    expression: str
+    values: dict[str, FiniteFloat] = {}
+    mode: Mode = "exact"
+    merge: MergeFields = MergeFields()
+    modules: dict[str, ModuleEntry]
+
+
 def load_composition(folder: Path) -> tuple[Composition, dict[str, PEM]]:
     """Reload a composition folder to the same composition, and the modules it holds."""
-    folder = Path(folder)
-    data = read_json(require_file(folder, COMPOSITION_FILE, "composition"))
+    path = require_file(Path(folder), COMPOSITION_FILE, "composition")
     try:
-        entries = data["modules"]
-        modules = {name: load_module(folder / entry["path"]) for name, entry in entries.items()}
-        values = {k: float(v) for k, v in data.get("values", {}).items()}
-        if not all(math.isfinite(v) for v in values.values()):
-            raise WorkbenchError(f"{folder / COMPOSITION_FILE}: parameter values must be finite")
-        merge = MergeOptions(**data.get("merge", {}))
-        composition = compose(modules, data["expression"], values, data.get("mode", "exact"), merge)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise WorkbenchError(f"{folder / COMPOSITION_FILE} is malformed ({type(exc).__name__}: {exc})") from None
-    return composition, modules
+        record = CompositionRecord.model_validate(read_json(path))
+    except ValidationError as exc:
+        raise WorkbenchError(validation_line(exc, str(path))) from None
+    modules = {name: load_module(path.parent / entry.path) for name, entry in record.modules.items()}
+    options = MergeOptions(record.merge.method, record.merge.density, record.merge.seed)
+    return compose(modules, record.expression, record.values, record.mode, options), modules

@@ -1,6 +1,6 @@
 """The expression language: our own tokenizer and recursive-descent parser, never `eval`.
 
-Grammar (DESIGN.md), with ⊕ ⊖ × · as synonyms of + - * *, and ** of ^:
+Grammar (docs/architecture.md), with ⊕ ⊖ × · as synonyms of + - * *, and ** of ^:
 
     expr  := term (("+" | "-") term)*
     term  := unary (("*" unary) | ("/" unary))*      # divisor must be a plain number

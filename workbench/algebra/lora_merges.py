@@ -16,7 +16,6 @@ Iso-C has none and ignores it, as linear does.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ import torch
 from workbench.algebra.thin_svd import rank_of, thin_svd
 from workbench.modules.lora import LoraFactor, LoraModule, peft_base_config
 
-if TYPE_CHECKING:  # merging.py imports this file for the method names, so no import back at run time
+if TYPE_CHECKING:  # merging.py imports this file (the method names, merge_loras), so no import back at run time
     from workbench.algebra.merging import MergeOptions
 
 Terms = Sequence[tuple[float, LoraFactor]]  # (cᵢ, factor) of the modules at one target
@@ -59,7 +58,7 @@ def knots(terms: Terms, options: MergeOptions) -> LoraFactor:
     k = rank_of(sigma, (left.shape[0], n * inputs))
     coordinates = (sigma[:k, None] * vh[:k]).reshape(k, n, inputs).transpose(0, 1)  # n × k × in: ΣVᵢᵀ
     weights = torch.tensor([c for c, _ in terms], dtype=torch.float64)
-    merged = dataclasses.replace(options, method="ties").function()(coordinates, weights)
+    merged = options.model_copy(update={"method": "ties"}).function()(coordinates, weights)
     return _factor(u[:, :k], merged, reference)
 
 
@@ -132,12 +131,12 @@ def merge_loras(terms: Sequence[tuple[float, LoraModule]], options: MergeOptions
     LoraModule.check_combinable(terms, "exact")
     merge = LORA_MERGES[options.method]
     factors = {}
-    for target in sorted({t for _, module in terms for t in module.factors}):
-        present = [(c, module.factors[target]) for c, module in terms if c != 0 and target in module.factors]
+    for target, every in LoraModule.by_target(terms).items():
+        present = [(c, factor) for c, factor in every if c != 0]
         if present:
             factors[target] = merge(present, options)
         else:
-            reference = next(module.factors[target] for _, module in terms if target in module.factors)
+            reference = every[0][1]
             factors[target] = _factor(reference.B[:, :0].double(), reference.A[:0].double(), reference)
     return LoraModule(factors, peft_base_config(terms[0][1].config))
 

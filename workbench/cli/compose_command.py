@@ -10,6 +10,7 @@ from workbench.algebra.card import PEFT_CONFIG, ExportRecord, installed_version,
 from workbench.algebra.compose import export_part
 from workbench.algebra.serving import ENGINES, ServingPlan, plan_serving, require_lora
 from workbench.algebra.truncate import Truncation, truncated_export
+from workbench.catalog.bases import ZOO_BASES
 from workbench.cli.arguments import (
     add_composition_arguments,
     count,
@@ -23,7 +24,6 @@ from workbench.modules import PEM, load_module
 from workbench.modules.lora import LoraModule
 from workbench.modules.tensor_io import read_json
 from workbench.runtime.loading import base_kind_for, base_shapes_for
-from workbench.zoo.bases import ZOO_BASES
 
 MAX_RANK_LIMIT = 65536
 MERGED_SESSION = "compose --merged"

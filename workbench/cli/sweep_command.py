@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.algebra import parse
+from workbench.catalog.presets import PRESETS
+from workbench.catalog.registry import zoo_adapter_path
 from workbench.cli.arguments import add_composition_arguments, count, parse_pairs, parse_values, require_empty_folder
 from workbench.cli.sweep_runners import Runner, runner_for
 from workbench.distributed.cluster import check_workers
@@ -18,22 +20,18 @@ from workbench.distributed.pool import PointFailed
 from workbench.errors import WorkbenchError
 from workbench.eval import (
     GridAxis,
-    PerplexityMeasure,
     SweepUpdate,
-    TaskMeasure,
     ToxicityMeasure,
     default_scorer,
-    load_csv_task,
     parse_grids,
 )
 from workbench.eval.auto import choose_values, metric_columns, perplexity_column
+from workbench.eval.measure_specs import TOXICITY, Sizes, measure_from_spec
 from workbench.eval.measures import MAX_EXAMPLES, MAX_SAMPLES
-from workbench.eval.plots import heatmap, metric_plot, toxicity_plot
+from workbench.eval.plots import sweep_figure
 from workbench.eval.sampling import PAPER_PROMPT
 from workbench.eval.sweep import require_values
 from workbench.files import staged_folder
-from workbench.zoo.presets import PRESETS
-from workbench.zoo.registry import zoo_adapter_path, zoo_task_path
 
 DESCRIPTION = """\
 Measure a composition over a grid of its parameters, point by point.
@@ -107,35 +105,11 @@ def list_presets() -> int:
 
 
 def build_measures(specs: list[str], args: argparse.Namespace) -> list:
-    measures = []
-    for spec in specs:
-        if spec == "toxicity":
-            scorer = default_scorer(args.detoxify_checkpoint, args.detoxify_config)
-            prompts = tuple(args.prompt) or (PAPER_PROMPT,)
-            measures.append(ToxicityMeasure(scorer, prompts, args.samples, args.seed, chat=args.chat))
-            continue
-        if spec.startswith("ppl:"):
-            path = Path(spec[4:])
-        else:
-            path = zoo_task_path(spec) or Path(spec)
-        if not path.is_file():
-            raise WorkbenchError(f"task {spec!r}: no such file or zoo task")
-        if path.suffix == ".txt" or spec.startswith("ppl:"):
-            measures.append(PerplexityMeasure(read_text_task(spec, path), name=f"perplexity:{path.stem}"))
-        else:
-            measures.append(TaskMeasure(load_csv_task(path), args.n, args.seed))
-    return measures
-
-
-def read_text_task(spec: str, path: Path) -> str:
-    """A perplexity text, refused now (not after the models load) when unreadable as UTF-8 or empty."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise WorkbenchError(f"task {spec!r}: {path} is not UTF-8 text; save it as UTF-8") from None
-    if not text.strip():
-        raise WorkbenchError(f"task {spec!r}: {path} is empty")
-    return text
+    """The CLI's sizes for the shared measure registry: whole perplexity texts, `--n` examples."""
+    sizes = Sizes(n=args.n, samples=args.samples, seed=args.seed, prompts=tuple(args.prompt) or (PAPER_PROMPT,),
+                  chat=args.chat)  # fmt: skip
+    scorer = default_scorer(args.detoxify_checkpoint, args.detoxify_config) if TOXICITY in specs else None
+    return [measure_from_spec(spec, sizes, scorer) for spec in specs]
 
 
 @dataclass
@@ -178,13 +152,8 @@ def announce_scorers(measures: list) -> None:
 
 def write_results(frame: pd.DataFrame, folder: Path, axes: list[GridAxis], columns: list[str]) -> None:
     frame.to_csv(folder / "results.csv", index=False)
-    if len(axes) == 2:
-        figure = heatmap(frame, axes[0].name, axes[1].name, columns[0])
-    elif "toxicity" in columns:
-        figure = toxicity_plot(frame.rename(columns=_ppl_column(columns)), axes[0].name)
-    else:
-        figure = metric_plot(frame, axes[0].name, columns)
-    figure.write_html(folder / "plot.html", include_plotlyjs=True)
+    grid = {axis.name: axis.values for axis in axes}
+    sweep_figure(frame, list(grid), columns, grid=grid).write_html(folder / "plot.html", include_plotlyjs=True)
 
 
 def resolve(args: argparse.Namespace) -> tuple[str, str, dict[str, str], list[str], list[str]]:
@@ -250,11 +219,6 @@ def run(args: argparse.Namespace) -> int:
     if args.auto:
         print("\n".join(choice_lines))
     return 0
-
-
-def _ppl_column(columns: list[str]) -> dict[str, str]:
-    column = perplexity_column(columns)
-    return {column: "perplexity"} if column else {}
 
 
 def report_auto(runner: Runner, expression: str, axes: list[GridAxis], fixed: dict[str, float], test_measures: list,

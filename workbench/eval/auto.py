@@ -2,10 +2,12 @@
 
 - Accuracy tasks: the best average metric. One parameter: a grid, then a finer grid
   around the best point. Several: Optuna's TPE sampler, seeded.
-- Unlearning (the paper's App. D rule): among the points whose perplexity stays within a
-  bound of the base, the lowest toxicity; ties go to the larger λ. The bound is absolute
-  (`ppl_bound`, +0.5 by default, the CLI's) or relative (`ppl_ratio`, 1.05 in the UI,
-  which the model cards and the preset guides also use).
+- Unlearning has two named rules, both bounded by the base's perplexity (absolute,
+  `ppl_bound`, +0.5 by default, the CLI's; or relative, `ppl_ratio`, 1.05 in the UI):
+  - `lowest_toxicity_within` (the paper's App. D rule, for --auto and the UI's button):
+    among the points within the bound, the lowest toxicity; ties go to the larger λ.
+  - `largest_lambda_within` (the model cards' rule): the largest λ within the bound.
+    Perplexity alone chooses, so the toxicity a card reports was not selected on.
 
 Selection only ever sees validation measures; test numbers are reported beside it.
 """
@@ -79,24 +81,43 @@ def average_metric(row: dict[str, float], metrics: Sequence[str]) -> float:
     return sum(values) / len(values) if values else float("-inf")
 
 
-def unlearning_choice(frame: pd.DataFrame, parameter: str, ppl_bound: float = 0.5,
-                      ppl_ratio: float | None = None) -> Choice:  # fmt: skip
-    """The paper's rule on a sweep with `toxicity` and `perplexity` and a base reference row."""
+LOWEST_TOXICITY = "lowest toxicity with perplexity within the bound (the paper's App. D rule)"
+LARGEST_LAMBDA = "largest λ with perplexity within the bound (the model cards' rule; toxicity is not read)"
+
+
+def _within_bound(frame: pd.DataFrame, ppl_bound: float, ppl_ratio: float | None) -> tuple[pd.DataFrame, float]:
+    """The points whose perplexity stays within the bound of the base reference row's, and the limit."""
     base = references(frame)
     base = base[base["label"] == "base"]
-    if base.empty or not {"toxicity", "perplexity"} <= set(frame.columns):
-        raise WorkbenchError("the unlearning rule needs toxicity, perplexity and the base reference row")
+    if base.empty or "perplexity" not in frame.columns:
+        raise WorkbenchError("the unlearning rules need perplexity and the base reference row")
     base_ppl = float(base["perplexity"].iloc[0])
     limit = base_ppl * ppl_ratio if ppl_ratio is not None else base_ppl + ppl_bound
-    within = f"{ppl_ratio:g} × the base's" if ppl_ratio is not None else f"{ppl_bound} of the base's"
     curve = points(frame)
     allowed = curve[curve["perplexity"] <= limit]
     if allowed.empty:
+        within = f"{ppl_ratio:g} × the base's" if ppl_ratio is not None else f"{ppl_bound} of the base's"
         raise WorkbenchError(f"no λ keeps perplexity within {within} ({base_ppl:.2f}); measure smaller λ")
+    return allowed, limit
+
+
+def lowest_toxicity_within(frame: pd.DataFrame, parameter: str, ppl_bound: float = 0.5,
+                           ppl_ratio: float | None = None) -> Choice:  # fmt: skip
+    """The paper's rule on a sweep with `toxicity` and `perplexity` and a base reference row."""
+    if "toxicity" not in frame.columns:
+        raise WorkbenchError("the lowest-toxicity rule needs toxicity measured")
+    allowed, limit = _within_bound(frame, ppl_bound, ppl_ratio)
     best = allowed.sort_values(["toxicity", parameter], ascending=[True, False]).iloc[0]
-    return Choice(
-        {parameter: float(best[parameter])}, -float(best["toxicity"]), f"lowest toxicity with PPL ≤ {limit:.2f}"
-    )
+    return Choice({parameter: float(best[parameter])}, -float(best["toxicity"]),
+                  f"lowest toxicity with PPL ≤ {limit:.2f}")  # fmt: skip
+
+
+def largest_lambda_within(frame: pd.DataFrame, parameter: str, ppl_bound: float = 0.5,
+                          ppl_ratio: float | None = None) -> Choice:  # fmt: skip
+    """The cards' rule: the largest λ whose perplexity stays within the bound."""
+    allowed, limit = _within_bound(frame, ppl_bound, ppl_ratio)
+    best = allowed.sort_values(parameter, ascending=False).iloc[0]
+    return Choice({parameter: float(best[parameter])}, float(best[parameter]), f"largest λ with PPL ≤ {limit:.2f}")
 
 
 def metric_columns(columns: Sequence[str]) -> list[str]:
@@ -105,7 +126,7 @@ def metric_columns(columns: Sequence[str]) -> list[str]:
 
 
 def perplexity_column(columns: Sequence[str]) -> str | None:
-    """The UI names it `perplexity`, the CLI `perplexity:TASK`."""
+    """Sweeps name it `perplexity:TEXT` (with `[:N]` for part of it); the Compose tab's live curve `perplexity`."""
     return next((c for c in columns if c == "perplexity" or c.startswith("perplexity:")), None)
 
 
@@ -122,7 +143,7 @@ def choose_values(measure_at: Callable[[dict[str, float]], dict[str, float]], ax
     Ray Tune)."""
     ppl = perplexity_column(columns)
     if "toxicity" in columns and ppl:
-        return unlearning_choice(frame.rename(columns={ppl: "perplexity"}), axes[0].name, ppl_bound, ppl_ratio)
+        return lowest_toxicity_within(frame.rename(columns={ppl: "perplexity"}), axes[0].name, ppl_bound, ppl_ratio)
     metrics = metric_columns(columns)
     if not metrics:
         raise WorkbenchError("choosing λ needs a classification task, or toxicity with a perplexity task")

@@ -141,10 +141,13 @@ def metric_plot(frame: pd.DataFrame, parameter: str, metrics: Sequence[str], tit
 
 
 def toxicity_plot(frame: pd.DataFrame, parameter: str, title: str = "", *, x_range: Sequence[float] | None = None,
-                  perplexity: str = "perplexity") -> go.Figure:  # fmt: skip
+                  perplexity: str | None = None) -> go.Figure:  # fmt: skip
     """Mean toxicity (with its interval as a band) against λ, with perplexity on a second
     axis (the paper's Table 4 as a curve), both from 0; references as dashed lines in the
-    legend, and rows of kind "module" (a module itself, e.g. +toxic at λ = -1) as points."""
+    legend, and rows of kind "module" (a module itself, e.g. +toxic at λ = -1) as points.
+    `perplexity` is the frame's perplexity column (by default its first): the legend names
+    it, saying what text was measured, and the axis says "perplexity"."""
+    perplexity = perplexity or next((c for c in frame.columns if c.startswith("perplexity")), "perplexity")
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     curve = _curve(frame, parameter)
     span = _span(curve, parameter, x_range)
@@ -177,7 +180,8 @@ def toxicity_plot(frame: pd.DataFrame, parameter: str, title: str = "", *, x_ran
                                             cliponaxis=False), secondary_y=secondary)  # fmt: skip
     _finish(figure, title or f"toxicity and perplexity against {parameter}", parameter, x_range)
     figure.update_yaxes(title_text=axis_title(["toxicity"], "mean toxicity"), rangemode="tozero", secondary_y=False)
-    figure.update_yaxes(title_text=axis_title([perplexity]), rangemode="tozero", secondary_y=True, showgrid=False)
+    figure.update_yaxes(title_text=axis_title([perplexity], "perplexity"), rangemode="tozero", secondary_y=True,
+                        showgrid=False)  # fmt: skip
     return figure
 
 
@@ -210,8 +214,7 @@ def sweep_figure(frame: pd.DataFrame, axes_names: Sequence[str], columns: Sequen
         return heatmap(frame, names[0], names[1], columns[0], grid=grid)
     x_range = grid_range(grid[names[0]]) if grid and grid.get(names[0]) else None
     if "toxicity" in columns:
-        perplexity = next((c for c in columns if c.startswith("perplexity")), "perplexity")
-        return toxicity_plot(frame, names[0], x_range=x_range, perplexity=perplexity)
+        return toxicity_plot(frame, names[0], x_range=x_range)
     return metric_plot(frame, names[0], columns, x_range=x_range)
 
 

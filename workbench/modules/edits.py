@@ -1,8 +1,8 @@
 """What a PEM does to a base model, in the one shape every type folds into: `Edits`.
 
-All four PEM types fold exactly into the base weights (DESIGN.md). An `Edits` holds
-additive deltas per parameter (LoRA's s·B·A, a sparse τ) and scalings per Linear
-(IA³'s l, RED's s and β). `fold` turns it into *patched tensors*: new values for only
+All four PEM types fold exactly into the base weights (docs/architecture.md, the
+algebra). An `Edits` holds additive deltas per parameter (LoRA's s·B·A, a sparse τ) and
+scalings per Linear (IA³'s l, RED's s and β). `fold` turns it into *patched tensors*: new values for only
 the parameters it touches, so serving a composition costs no more than the base model.
 
 Stacking order for mixed compositions (documented, and the same everywhere):

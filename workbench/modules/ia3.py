@@ -12,23 +12,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import torch
 
 from workbench.errors import IncompatibleError, ModuleFormatError
-from workbench.modules.edits import Edits, Layout, Scaling
-from workbench.modules.heads import PEFT_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
+from workbench.modules.edits import Edits, Scaling
+from workbench.modules.heads import PEFT_PREFIX, read_head, split_head
 from workbench.modules.lora import check_peft_fields, matches_targets, peft_base_config
 from workbench.modules.pem import PEM, Mode, strip_prefix
-from workbench.modules.tensor_io import (
-    ConfigFields,
-    read_json,
-    read_safetensors,
-    require_file,
-    write_json,
-    write_safetensors,
-)
+from workbench.modules.tensor_io import ConfigFields, read_safetensors, require_file
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -40,26 +33,16 @@ class IA3Vector:
     feedforward: bool
 
 
-class IA3Module(PEM):
+class IA3Module(PEM[IA3Vector]):
     pem_type = "ia3"
-
-    def __init__(
-        self, vectors: dict[str, IA3Vector], config: dict[str, Any], source: str = "", head: Head | None = None
-    ) -> None:
-        self.vectors = dict(sorted(vectors.items()))
-        self.head = head
-        self.config = config
-        self.base_model = config.get("base_model_name_or_path")
-        self.source = source
+    display_name = "(IA)³"
+    description = "a vector l that rescales each target Linear's outputs (feed-forward targets: its inputs)"
+    config_file, weights_file, peft_type = CONFIG, WEIGHTS, "IA3"
 
     @property
-    def layout(self) -> Layout:
-        return "in_out" if self.config.get("fan_in_fan_out") else "out_in"
-
-    @classmethod
-    def detect(cls, folder: Path) -> bool:
-        config = folder / CONFIG
-        return config.is_file() and str(read_json(config).get("peft_type", "")).upper() == "IA3"
+    def vectors(self) -> dict[str, IA3Vector]:
+        """Per target, its vector l (`parts`)."""
+        return self.parts
 
     @classmethod
     def load(cls, folder: Path) -> Self:
@@ -91,7 +74,6 @@ class IA3Module(PEM):
         return cls(vectors, config, str(folder), head)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         tensors = {
             f"base_model.model.{target}.ia3_l": v.l.reshape(1, -1) if v.feedforward else v.l.reshape(-1, 1)
             for target, v in self.vectors.items()
@@ -103,13 +85,7 @@ class IA3Module(PEM):
             "init_ia3_weights": True,
             "modules_to_save": self.head.modules if self.head else None,
         }
-        write_json(folder / CONFIG, config)
-        write_safetensors(folder / WEIGHTS, tensors | head_tensors(self.head, PEFT_PREFIX))
-        write_head_config(folder, self.head)
-
-    @property
-    def targets(self) -> list[str]:
-        return list(self.vectors)
+        self.write_files(folder, config, tensors)
 
     @property
     def num_parameters(self) -> int:
@@ -137,8 +113,7 @@ class IA3Module(PEM):
 
     @classmethod
     def check_combinable(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> None:
-        if len({module.layout for _, module in terms}) > 1:
-            raise IncompatibleError("these (IA)³ modules disagree on fan_in_fan_out")
+        super().check_combinable(terms, mode)
         kinds: dict[str, bool] = {}
         for _, module in terms:
             for target, vector in module.vectors.items():
@@ -149,8 +124,7 @@ class IA3Module(PEM):
     def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
         cls.check_combinable(terms, mode)
         vectors = {}
-        for target in sorted({t for _, module in terms for t in module.vectors}):
-            present = [(c, m.vectors[target]) for c, m in terms if target in m.vectors]
+        for target, present in cls.by_target(terms).items():
             if mode == "naive":  # the ablation: the stored vector scaled, so -1·(IA)³ is -l
                 l = sum(c * v.l for c, v in present)  # noqa: E741
             else:

@@ -19,22 +19,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Self
 
 import torch
 
 from workbench.errors import IncompatibleError, ModuleFormatError
-from workbench.modules.edits import Edits, Layout, LowRankDelta
-from workbench.modules.heads import PEFT_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
+from workbench.modules.edits import Edits, LowRankDelta
+from workbench.modules.heads import PEFT_PREFIX, read_head, split_head
 from workbench.modules.pem import PEM, Mode, strip_prefix
-from workbench.modules.tensor_io import (
-    ConfigFields,
-    read_json,
-    read_safetensors,
-    require_file,
-    write_json,
-    write_safetensors,
-)
+from workbench.modules.tensor_io import ConfigFields, read_safetensors, require_file
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -96,19 +90,22 @@ def check_peft_fields(fields: ConfigFields) -> None:
 
 
 def pattern_value(patterns: dict[str, Any], target: str, default: Any) -> Any:
-    """PEFT's rank_pattern/alpha_pattern lookup: a key matches a suffix of the module path."""
-    for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", target):
-            return value
-    return default
+    """PEFT's rank_pattern/alpha_pattern lookup (its `get_pattern_key`): a key matches a
+    suffix of the module path."""
+    from peft.utils.other import get_pattern_key  # importing PEFT takes seconds: only when a config is read
+
+    return patterns.get(get_pattern_key(patterns.keys(), target), default)
 
 
 def matches_targets(path: str, target_modules: str | list[str] | None) -> bool:
+    """Whether PEFT would put an adapter on `path` for this target_modules (its
+    `check_target_module_exists`); null and "all-linear" match any path, since the
+    Linears they stand for are known only from the model."""
     if target_modules is None or target_modules == "all-linear":
         return True
-    if isinstance(target_modules, str):
-        return re.fullmatch(target_modules, path) is not None
-    return any(path == t or path.endswith("." + t) for t in target_modules)
+    from peft.tuners.tuners_utils import check_target_module_exists  # importing PEFT takes seconds
+
+    return bool(check_target_module_exists(SimpleNamespace(target_modules=target_modules), path))
 
 
 def peft_base_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -121,26 +118,17 @@ def peft_base_config(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class LoraModule(PEM):
+class LoraModule(PEM[LoraFactor]):
     pem_type = "lora"
-
-    def __init__(
-        self, factors: dict[str, LoraFactor], config: dict[str, Any], source: str = "", head: Head | None = None
-    ) -> None:
-        self.factors = dict(sorted(factors.items()))
-        self.head = head
-        self.config = config
-        self.base_model = config.get("base_model_name_or_path")
-        self.source = source
+    display_name = "LoRA"
+    description = "a low-rank update s·B·A added to each target Linear's weight"
+    config_file, weights_file, peft_type = CONFIG, WEIGHTS, "LORA"
+    merge_methods = ("knots", "tsv_m", "iso_c")
 
     @property
-    def layout(self) -> Layout:
-        return "in_out" if self.config.get("fan_in_fan_out") else "out_in"
-
-    @classmethod
-    def detect(cls, folder: Path) -> bool:
-        config = folder / CONFIG
-        return config.is_file() and str(read_json(config).get("peft_type", "")).upper() == "LORA"
+    def factors(self) -> dict[str, LoraFactor]:
+        """Per target, its A, B and scaling (`parts`, by their LoRA name)."""
+        return self.parts
 
     @classmethod
     def load(cls, folder: Path) -> Self:
@@ -183,7 +171,6 @@ class LoraModule(PEM):
         return cls(factors, config, str(folder), head)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for target, factor in self.factors.items():
             tensors[f"base_model.model.{target}.lora_A.weight"] = factor.A
@@ -203,9 +190,7 @@ class LoraModule(PEM):
             "alpha_pattern": {t: f.scale * f.rank for t, f in self.factors.items() if f.scale * f.rank != r},
             "modules_to_save": self.head.modules if self.head else None,
         }
-        write_json(folder / CONFIG, config)
-        write_safetensors(folder / WEIGHTS, tensors | head_tensors(self.head, PEFT_PREFIX))
-        write_head_config(folder, self.head)
+        self.write_files(folder, config, tensors)
 
     def unit_scaled(self) -> Self:
         """The same ΔW with every target's scaling 1 (folded into B). Its config's α/r is then 1
@@ -213,10 +198,6 @@ class LoraModule(PEM):
         (older vLLM, which ignores alpha_pattern and would scale some targets wrongly)."""
         factors = {target: factor.unit_scaled() for target, factor in self.factors.items()}
         return type(self)(factors, self.config, self.source, self.head)
-
-    @property
-    def targets(self) -> list[str]:
-        return list(self.factors)
 
     @property
     def num_parameters(self) -> int:
@@ -243,8 +224,7 @@ class LoraModule(PEM):
 
     @classmethod
     def check_combinable(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> None:
-        if len({module.layout for _, module in terms}) > 1:
-            raise IncompatibleError("these LoRAs disagree on fan_in_fan_out, so they target different layouts")
+        super().check_combinable(terms, mode)
         if mode in ("paper", "naive"):
             _check_paper_compatible(terms, mode)
 
@@ -272,8 +252,7 @@ class LoraModule(PEM):
             }
             return cls(factors, config)
         factors = {}
-        for target in sorted({t for _, module in terms for t in module.factors}):
-            present = [(c, m.factors[target]) for c, m in terms if target in m.factors]
+        for target, present in cls.by_target(terms).items():
             A = torch.cat([f.A for _, f in present], dim=0)
             B = torch.cat([c * f.scale * f.B for c, f in present], dim=1)
             factors[target] = LoraFactor(A, B, 1.0)

@@ -16,26 +16,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import torch
 
-from workbench.errors import IncompatibleError, ModuleFormatError
-from workbench.modules.edits import Edits, Layout, Scaling
-from workbench.modules.heads import OUR_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
+from workbench.errors import ModuleFormatError
+from workbench.modules.edits import Edits, Scaling
+from workbench.modules.heads import OUR_PREFIX, read_head, split_head
 from workbench.modules.pem import PEM, Mode
-from workbench.modules.tensor_io import (
-    ConfigFields,
-    read_json,
-    read_safetensors,
-    read_torch_weights,
-    require_file,
-    write_json,
-    write_safetensors,
-)
+from workbench.modules.tensor_io import ConfigFields, read_safetensors, read_torch_weights, require_file
 
 CONFIG = "pem_config.json"
 WEIGHTS = "pem_model.safetensors"
+OFFICIAL = "delta_vector.pth"  # the official code's file, imported by `from_official`
 
 # The Linear RED edits, per architecture (from the official code).
 RED_TARGETS = {
@@ -54,33 +47,29 @@ class RedVector:
     bias: torch.Tensor  # (out,)
 
 
-class RedModule(PEM):
+class RedModule(PEM[RedVector]):
     pem_type = "red"
-
-    def __init__(
-        self, vectors: dict[str, RedVector], config: dict[str, Any], source: str = "", head: Head | None = None
-    ) -> None:
-        self.vectors = dict(sorted(vectors.items()))
-        self.head = head
-        self.config = {k: config.get(k) for k in ("base_model_name_or_path", "fan_in_fan_out", "model_type")}
-        self.base_model = config.get("base_model_name_or_path")
-        self.source = source
+    display_name = "RED"
+    description = "a scaling and a bias on each feed-forward block's output projection"
+    config_file, weights_file = CONFIG, WEIGHTS
+    config_keys = ("base_model_name_or_path", "fan_in_fan_out", "model_type")
 
     @property
-    def layout(self) -> Layout:
-        return "in_out" if self.config.get("fan_in_fan_out") else "out_in"
+    def vectors(self) -> dict[str, RedVector]:
+        """Per target, its scaling and bias (`parts`)."""
+        return self.parts
 
     @classmethod
     def detect(cls, folder: Path) -> bool:
-        config = folder / CONFIG
-        if config.is_file():
-            return read_json(config).get("pem_type") == cls.pem_type
-        return (folder / "delta_vector.pth").is_file()
+        """Our folder, or one holding only the official code's `delta_vector.pth`."""
+        if (folder / CONFIG).is_file():
+            return super().detect(folder)
+        return (folder / OFFICIAL).is_file()
 
     @classmethod
     def load(cls, folder: Path) -> Self:
-        if not (folder / CONFIG).is_file() and (folder / "delta_vector.pth").is_file():
-            return cls.from_official(folder / "delta_vector.pth")
+        if not (folder / CONFIG).is_file() and (folder / OFFICIAL).is_file():
+            return cls.from_official(folder / OFFICIAL)
         fields = ConfigFields(require_file(folder, CONFIG, "RED"))
         config = fields.data
         for field in ("base_model_name_or_path", "model_type"):
@@ -134,18 +123,12 @@ class RedModule(PEM):
         return cls(vectors, config, str(path))
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for target, v in self.vectors.items():
             tensors[f"{target}.activation_scaling"] = v.scaling
             tensors[f"{target}.activation_bias"] = v.bias
-        write_json(folder / CONFIG, {"pem_type": self.pem_type, "target_modules": list(self.vectors), **self.config})
-        write_safetensors(folder / WEIGHTS, tensors | head_tensors(self.head, OUR_PREFIX))
-        write_head_config(folder, self.head)
-
-    @property
-    def targets(self) -> list[str]:
-        return list(self.vectors)
+        config = {"pem_type": self.pem_type, "target_modules": list(self.vectors), **self.config}
+        self.write_files(folder, config, tensors)
 
     @property
     def num_parameters(self) -> int:
@@ -170,16 +153,10 @@ class RedModule(PEM):
         return [t for v in self.vectors.values() for t in (v.scaling - 1, v.bias)]
 
     @classmethod
-    def check_combinable(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> None:
-        if len({module.layout for _, module in terms}) > 1:
-            raise IncompatibleError("these RED modules disagree on fan_in_fan_out")
-
-    @classmethod
     def combine(cls, terms: Sequence[tuple[float, Self]], mode: Mode) -> Self:
         cls.check_combinable(terms, mode)
         vectors = {}
-        for target in sorted({t for _, module in terms for t in module.vectors}):
-            present = [(c, m.vectors[target]) for c, m in terms if target in m.vectors]
+        for target, present in cls.by_target(terms).items():
             if mode == "naive":  # the ablation: the stored scaling vector scaled, so -1·RED is -s
                 scaling = sum(c * v.scaling for c, v in present)
             else:

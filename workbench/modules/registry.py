@@ -1,6 +1,7 @@
 """The PEM types the workbench knows, and the one loader that picks the right one.
 
-Adding a type means adding its file and one line to `PEM_TYPES`.
+Adding a type means adding its file and its class to `PEM_TYPES`: everything else about
+it (names, files, merge methods) is on the class, and the other layers read it there.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ from workbench.modules.base_shapes import BaseShapes
 from workbench.modules.ia3 import IA3Module
 from workbench.modules.lora import LoraModule
 from workbench.modules.pem import PEM
+from workbench.modules.red import OFFICIAL as RED_OFFICIAL
 from workbench.modules.red import RedModule
 from workbench.modules.sparse import SparseModule
 from workbench.modules.tensor_io import read_json
 
-PEM_TYPES: dict[str, type[PEM]] = {
-    "lora": LoraModule,
-    "sparse": SparseModule,
-    "ia3": IA3Module,
-    "red": RedModule,
-}
+# In stacking order (additive before multiplicative, see edits.py): a mixed composition
+# combines its types in this order.
+PEM_TYPES: dict[str, type[PEM]] = {cls.pem_type: cls for cls in (LoraModule, SparseModule, IA3Module, RedModule)}
+
+
+def pem_type_names() -> dict[str, str]:
+    """Each type's display name by its pem_type ("ia3" -> "(IA)³"), for the faces' labels
+    and tables; each type's one-line `description` is on its class, `PEM_TYPES[t]`."""
+    return {pem_type: cls.display_name for pem_type, cls in PEM_TYPES.items()}
 
 
 def load_module(path: str | Path, base: BaseShapes | None = None) -> PEM:
@@ -49,11 +54,14 @@ def _load_folder(folder: Path) -> PEM:
     for pem_type in PEM_TYPES.values():
         if pem_type.detect(folder):
             return pem_type.load(folder)
-    peft_config = folder / "adapter_config.json"
-    if peft_config.is_file():
-        peft_type = read_json(peft_config).get("peft_type")
-        raise ModuleFormatError(f"{folder}: PEFT type {peft_type!r} is not supported; supported are LORA and IA3")
-    raise ModuleFormatError(
-        f"{folder} is not a PEM folder: expected adapter_config.json (PEFT LoRA or (IA)³), "
-        "pem_config.json (RED or sparse) or delta_vector.pth (RED)"
-    )
+    peft = {cls.peft_type: cls.config_file for cls in PEM_TYPES.values() if cls.peft_type is not None}
+    for peft_config in {folder / name for name in peft.values()}:
+        if peft_config.is_file():
+            peft_type = read_json(peft_config).get("peft_type")
+            raise ModuleFormatError(f"{folder}: PEFT type {peft_type!r} is not supported; "
+                                    f"supported are {' and '.join(peft)}")  # fmt: skip
+    files: dict[str, list[str]] = {}
+    for cls in PEM_TYPES.values():
+        files.setdefault(cls.config_file, []).append(cls.display_name)
+    expected = ", ".join(f"{name} ({' or '.join(names)})" for name, names in files.items())
+    raise ModuleFormatError(f"{folder} is not a PEM folder: expected {expected}, or {RED_OFFICIAL} (RED)")

@@ -22,16 +22,9 @@ import torch
 
 from workbench.errors import IncompatibleError, ModuleFormatError
 from workbench.modules.edits import Edits, SparseDelta
-from workbench.modules.heads import OUR_PREFIX, Head, head_tensors, read_head, split_head, write_head_config
+from workbench.modules.heads import OUR_PREFIX, read_head, split_head
 from workbench.modules.pem import PEM, Mode
-from workbench.modules.tensor_io import (
-    ConfigFields,
-    read_json,
-    read_safetensors,
-    require_file,
-    write_json,
-    write_safetensors,
-)
+from workbench.modules.tensor_io import ConfigFields, read_safetensors, require_file
 
 CONFIG = "pem_config.json"
 WEIGHTS = "pem_model.safetensors"
@@ -64,22 +57,21 @@ def weighted_sum(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return weighted(stacked, weights).sum(0)
 
 
-class SparseModule(PEM):
+class SparseModule(PEM[SparseTensor]):
+    """A sparse task vector. "sparse" is the type; LoTA (lottery ticket adaptation) is the
+    method that trains one, so the display name mentions it."""
+
     pem_type = "sparse"
+    display_name = "sparse task vector (LoTA)"
+    description = "a sparse delta τ added to chosen entries of the weights (LoTA's, or any fine-tune's)"
+    config_file, weights_file = CONFIG, WEIGHTS
+    config_keys = ("base_model_name_or_path", "method", "density")
+    merge_methods = ("ties", "dare_linear", "dare_ties", "magnitude_prune")
 
-    def __init__(
-        self, tensors: dict[str, SparseTensor], config: dict[str, Any], source: str = "", head: Head | None = None
-    ) -> None:
-        self.tensors = dict(sorted(tensors.items()))
-        self.head = head
-        self.config = {k: config.get(k) for k in ("base_model_name_or_path", "method", "density")}
-        self.base_model = config.get("base_model_name_or_path")
-        self.source = source
-
-    @classmethod
-    def detect(cls, folder: Path) -> bool:
-        config = folder / CONFIG
-        return config.is_file() and read_json(config).get("pem_type") == cls.pem_type
+    @property
+    def tensors(self) -> dict[str, SparseTensor]:
+        """Per parameter, its τ (`parts`)."""
+        return self.parts
 
     @classmethod
     def load(cls, folder: Path) -> Self:
@@ -139,20 +131,13 @@ class SparseModule(PEM):
         return cls({n: t for n, t in tensors.items() if t.indices.numel()}, config)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         stored = {}
         for name, t in self.tensors.items():
             small = math.prod(t.shape) < 2**31
             stored[f"{name}.indices"] = t.indices.to(torch.int32) if small else t.indices
             stored[f"{name}.values"] = t.values
         shapes = {name: list(t.shape) for name, t in self.tensors.items()}
-        write_json(folder / CONFIG, {"pem_type": self.pem_type, "shapes": shapes, **self.config})
-        write_safetensors(folder / WEIGHTS, stored | head_tensors(self.head, OUR_PREFIX))
-        write_head_config(folder, self.head)
-
-    @property
-    def targets(self) -> list[str]:
-        return list(self.tensors)
+        self.write_files(folder, {"pem_type": self.pem_type, "shapes": shapes, **self.config}, stored)
 
     @property
     def num_parameters(self) -> int:

@@ -17,12 +17,12 @@ from typing import Any, Literal
 import torch
 from safetensors import SafetensorError
 
+from workbench.catalog.bases import ZOO_BASES, zoo_base_source
 from workbench.errors import WorkbenchError
 from workbench.modules import BaseShapes
 from workbench.modules.heads import Head
 from workbench.modules.tensor_io import first_non_finite
 from workbench.runtime.fairness import FairLock
-from workbench.zoo.bases import ZOO_BASES, zoo_base_source
 
 Kind = Literal["causal-lm", "seq2seq", "classifier", "encoder"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")

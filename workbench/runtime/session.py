@@ -192,14 +192,6 @@ class SessionManager:
             raise WorkbenchError(f"a module named {name} is already loaded; choose another name, "
                                  "or ask to replace it")  # fmt: skip
 
-    def remove_module(self, session: str, name: str) -> None:
-        state = self.state(session)
-        if name not in state.modules:
-            raise WorkbenchError(f"no module named {name!r} is loaded")
-        del state.modules[name]
-        if state.composition is not None and name in state.composition.combination.modules:
-            state.expression, state.values, state.composition = "", {}, None
-
     def set_composition(
         self,
         session: str,

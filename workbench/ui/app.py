@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from workbench.catalog.bases import ZOO_BASES, weights_note
+from workbench.catalog.presets import PRESETS
 from workbench.errors import WorkbenchError
 from workbench.ui.controller import UPLOAD_LIMIT_BYTES, Controller
 from workbench.ui.errors import KEEP, guarded, session_of
 from workbench.ui.tabs import chat, compose, export, history, models, sweep, toxicity
-from workbench.zoo.bases import ZOO_BASES, weights_note
-from workbench.zoo.presets import PRESETS
 
 DEFAULT_PRESET = "unlearning-lora"
 STARTUP_BASES = ("smollm2-135m-instruct", "minilm-l6")  # both zoo bases load at startup: presets switch at once

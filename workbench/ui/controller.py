@@ -32,6 +32,9 @@ from workbench.algebra import Composition, parse, save_composition
 from workbench.algebra.card import ExportRecord, write_export_record
 from workbench.algebra.compose import export_kind
 from workbench.algebra.merging import MERGE_METHODS, MergeOptions, applicable_merges, check_seed
+from workbench.catalog.bases import ZOO_BASES
+from workbench.catalog.presets import PRESETS, Preset
+from workbench.catalog.registry import ADAPTERS, ASSETS, DATA, zoo_adapter_path, zoo_adapters
 from workbench.distributed.cluster import address_from_environment, connect
 from workbench.distributed.pool import WorkerPool
 from workbench.errors import IncompatibleError, WorkbenchError
@@ -48,6 +51,7 @@ from workbench.eval import (
 )
 from workbench.eval.auto import choose_values
 from workbench.eval.curve import LiveCurve, coarse_first, readout_line
+from workbench.eval.measure_specs import TOXICITY, Sizes, measure_from_spec, measures_from_specs
 from workbench.eval.measures import check_count
 from workbench.eval.plots import axis_title, grid_range, live_figure, sweep_figure, toxicity_plot
 from workbench.eval.sampling import PAPER_PROMPT
@@ -70,9 +74,6 @@ from workbench.runtime.generation import (
 from workbench.runtime.session import check_module_name
 from workbench.ui.gpu import GpuRunner, on_gpu
 from workbench.ui.inflight import HANDLERS
-from workbench.zoo.bases import ZOO_BASES
-from workbench.zoo.presets import PRESETS, Preset
-from workbench.zoo.registry import ADAPTERS, ASSETS, DATA, zoo_adapter_path, zoo_adapters
 
 UPLOAD_SUFFIXES = (".safetensors", ".json", ".pth")
 UPLOAD_LIMIT_BYTES = 200 * 2**20  # per module, all its files together
@@ -377,7 +378,7 @@ class Controller:
 
         The name is checked before any file is touched, and the files go into a fresh folder
         inside the session's own temp dir: no user text ever becomes part of a path we write
-        to or delete (DESIGN.md, security by default)."""
+        to or delete (docs/architecture.md, security by default)."""
         if not files:
             raise WorkbenchError("choose the module's files to upload (adapter_config.json and its .safetensors)")
         if len(files) > UPLOAD_MAX_FILES:
@@ -731,19 +732,10 @@ class Controller:
 
     def measures(self, tasks: Sequence[str], n: int, seed: int = 0, samples: int = 20,
                  ppl_characters: int = LIVE_PPL_CHARACTERS) -> list:  # fmt: skip
-        """One measure per task; each has its own size: `n` examples per classification task,
-        `samples` toxicity completions, `ppl_characters` of the Austen text."""
-        measures = []
-        for task in tasks:
-            if task == "toxicity":
-                measures.append(ToxicityMeasure(self.scorer, (PAPER_PROMPT,), samples, seed))
-            elif task == "austen-perplexity":
-                measures.append(PerplexityMeasure(austen_slice(ppl_characters)))
-            else:
-                measures.append(TaskMeasure(load_csv_task(DATA / f"{task}.csv"), n, seed))
-        if not measures:
-            raise WorkbenchError("choose at least one task to measure")
-        return measures
+        """The Sweep tab's sizes for the shared measure registry (the CLI's too): `n` examples per
+        classification task, `samples` toxicity completions, `ppl_characters` of a perplexity text."""
+        sizes = Sizes(n=n, samples=samples, ppl_characters=ppl_characters, seed=seed)
+        return measures_from_specs(list(tasks), sizes, self.scorer)
 
     def sweep(self, session: str, expression: str, grids: dict[str, str], tasks: Sequence[str], n: int = 200,
               samples: int = 20, ppl_characters: int = LIVE_PPL_CHARACTERS, seed: int = 0,
@@ -846,8 +838,10 @@ class Controller:
             raise WorkbenchError(f"give at most {MAX_TOXICITY_LAMBDAS} λ values; {len(lambdas)} were given")
         for lam in lambdas:
             check_slider("λ", lam)
-        measure = ToxicityMeasure(self.scorer, tuple(prompts) or (PAPER_PROMPT,), samples, seed)
-        ppl = PerplexityMeasure(austen_slice())
+        sizes = Sizes(samples=samples, seed=seed, prompts=tuple(prompts) or (PAPER_PROMPT,),
+                      ppl_characters=LIVE_PPL_CHARACTERS)  # fmt: skip
+        measure = measure_from_spec(TOXICITY, sizes, self.scorer)
+        ppl = measure_from_spec("austen-perplexity", sizes)
         mode = state.mode
         settings = [("base", "", {}, mode), (module, module, {}, mode)] + [
             (f"-{lam:g}·{module}", "-lam*" + module, {"lam": lam}, mode) for lam in lambdas
@@ -887,8 +881,8 @@ class Controller:
         curve_figure = toxicity_plot(pd.DataFrame(curve), "lam", f"toxicity and perplexity against λ in −λ·{module}",
                                      x_range=grid_range([-1.0, 0.0, *lambdas]))  # fmt: skip
         curve_figure.update_xaxes(title_text=f"λ (−λ·{module}; λ = −1 is +{module} itself)")
-        note = (f"Scorer: {self.scorer.name}. {self.scorer.note}\n\n{len(settings)} settings × {samples} samples "
-                f"in {elapsed:.0f} s.")  # fmt: skip
+        note = (f"Scorer: {self.scorer.name}. {self.scorer.note}\n\nPerplexity: `{ppl.name}`. {len(settings)} "
+                f"settings × {samples} samples in {elapsed:.0f} s.")  # fmt: skip
         return boxes, curve_figure, frame, note
 
     def _samples_here(self, session: str, settings: list[tuple[str, str, dict[str, float], str]],
@@ -900,7 +894,7 @@ class Controller:
             for _, expression, values, mode in settings:
                 self.manager.set_composition(trial, expression, values, mode)  # type: ignore[arg-type]
                 with self.manager.model_for(trial) as base:
-                    run = (measure.samples(base), ppl.run(base)["perplexity"])
+                    run = (measure.samples(base), ppl.run(base)[ppl.name])
                 yield run  # outside the base's lock
 
     # chat ----------------------------------------------------------------
@@ -1019,7 +1013,12 @@ class Controller:
         pieces: queue.Queue[tuple[int, str | None]] = queue.Queue()
         errors: list[BaseException] = []
 
+        threads = torch.get_num_threads()
+
         def generate(side: int, use_base: bool, messages: list[dict[str, str]]) -> None:
+            # MKL keeps its thread count per thread: a new thread would use every core whatever the
+            # caller's setting, and in a forked GPU worker (ui/gpu.py) start a thread pool there that can hang
+            torch.set_num_threads(threads)
             try:
                 with self.manager.model_for(session, use_base=use_base) as base:
                     if base.tokenizer is not tokenizer:  # a Load base landed between the call and its turn

@@ -18,9 +18,9 @@ from typing import Any
 
 import gradio as gr
 
+from workbench.catalog.registry import ASSETS
 from workbench.errors import WorkbenchError, single_line
 from workbench.ui.inflight import HANDLERS
-from workbench.zoo.registry import ASSETS
 
 log = logging.getLogger("workbench.ui")
 

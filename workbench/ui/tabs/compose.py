@@ -9,9 +9,9 @@ from typing import Any
 import gradio as gr
 
 from workbench.algebra.merging import MERGE_METHODS
+from workbench.catalog.presets import PRESETS
 from workbench.ui.controller import MAX_PARAMETERS, Controller
 from workbench.ui.errors import CURVE, KEEP, LONG_RUN, MODEL_CALL, guarded, session_of
-from workbench.zoo.presets import PRESETS
 
 GRAMMAR_HELP = """\
 **Expressions.** Module names (see Models) combine with `+ - * /`, numbers, parentheses and

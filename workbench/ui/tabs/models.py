@@ -7,10 +7,10 @@ from typing import Any
 
 import gradio as gr
 
+from workbench.catalog.bases import ZOO_BASES
+from workbench.catalog.registry import zoo_adapters
 from workbench.ui.controller import UPLOAD_SUFFIXES, Controller
 from workbench.ui.errors import KEEP, MODEL_CALL, guarded, session_of
-from workbench.zoo.bases import ZOO_BASES
-from workbench.zoo.registry import zoo_adapters
 
 
 @dataclass

@@ -1,10 +1,12 @@
-"""Rebuild `assets/data/` from Debian packages, reproducibly (maintainers only).
+"""Rebuild `assets/data/` from Debian packages and one PyPI sdist, reproducibly (maintainers only).
 
-    python -m workbench zoo extract [--debs DIR]
+    python -m workbench zoo extract [--debs DIR] [--sdist FILE]
 
 Downloads the packages with `apt-get download` (or reads .deb files from DIR), unpacks
-them with `dpkg-deb -x`, and writes small CSV and text files with fixed seeds. Users
-never need Debian: the outputs are committed with their provenance in
+them with `dpkg-deb -x`, and writes small CSV and text files with fixed seeds. The
+domain-transfer target (movie-review snippets) comes from the vaderSentiment sdist,
+fetched with `pip download` unless FILE is given, and checked against its known hash.
+Users never need Debian or PyPI: the outputs are committed with their provenance in
 `assets/data/README.md`. R data sets are read from R's lazy-load databases with the
 `rdata` package (`pip install rdata`).
 """
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import lzma
 import random
 import re
 import subprocess
+import sys
+import tarfile
 import tempfile
 import warnings
 import zlib
@@ -24,15 +29,23 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.catalog.bases import zoo_base_folder
+from workbench.catalog.registry import DATA
 from workbench.errors import WorkbenchError
 from workbench.files import staged_file
-from workbench.zoo.registry import DATA
-from workbench.zoo.splits import skewed_subsets
+from workbench.studio.instructions import instruction_data
+from workbench.studio.splits import skewed_subsets
 
 PACKAGES = ("r-cran-modeldata", "r-cran-janeaustenr", "wordnet-base", "fortunes")
 TOPICS = {"05": "animal", "06": "artifact", "13": "food", "20": "plant"}  # WordNet lexicographer files
 TOPIC_SIZES = (400, 100, 100)  # train, validation, test per category
 SEED = 0
+INSTRUCT_BASE = "smollm2-135m-instruct"  # whose chat template renders the instruction training texts
+# The domain-transfer target (docs/domain-transfer-sources.md): VADER's human-rated movie-review snippets.
+VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
+VADER_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
+MOVIE_FILE = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+MOVIE_SIZES = {"train": 3500, "validation": 500, "test": 1000}  # as the source domain's splits
 
 
 def unpack(debs: Path | None) -> Path:
@@ -141,22 +154,69 @@ def toxic_and_clean(root: Path) -> dict[str, pd.DataFrame]:
     return {"toxic": toxic.reset_index(drop=True), "clean": clean.reset_index(drop=True)}
 
 
+def vader_sdist(given: Path | None) -> Path:
+    """The vaderSentiment sdist: `given`, else downloaded; refused unless its hash is the known one."""
+    if given is None:
+        folder = Path(tempfile.mkdtemp(prefix="workbench-sdist-"))
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        "vaderSentiment==3.3.2", "-d", str(folder)], check=True, capture_output=True)  # fmt: skip
+        given = folder / VADER_SDIST
+    digest = hashlib.sha256(given.read_bytes()).hexdigest()
+    if digest != VADER_SHA256:
+        raise WorkbenchError(f"{given} has sha256 {digest}, not {VADER_SDIST}'s {VADER_SHA256}")
+    return given
+
+
+def movie_reviews(sdist: Path) -> dict[str, pd.DataFrame]:
+    """Rotten Tomatoes snippets with their mean human rating (−4..4): above 0 is `great`, below 0
+    `other` (the source domain's label names); zero ratings and repeated texts are dropped."""
+    with tarfile.open(sdist) as outer:
+        inner = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
+        with tarfile.open(fileobj=inner) as archive:
+            raw = archive.extractfile(MOVIE_FILE).read().decode("utf-8")  # type: ignore[union-attr]
+    rows = []
+    for line in raw.splitlines():
+        _, rating, text = line.split("\t", 2)
+        score = float(rating)
+        if score != 0:
+            rows.append({"text": " ".join(text.split()), "label": "great" if score > 0 else "other"})
+    frame = pd.DataFrame(rows).drop_duplicates("text").sample(frac=1.0, random_state=SEED).reset_index(drop=True)
+    splits, offset = {}, 0
+    for split, size in MOVIE_SIZES.items():
+        splits[split] = frame.iloc[offset : offset + size]
+        offset += size
+    return splits
+
+
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     with staged_file(path) as partial:
         frame.to_csv(partial, index=False)
     return path
 
 
-def extract(debs: Path | None = None, out: Path = DATA) -> list[Path]:
+def extract(debs: Path | None = None, out: Path = DATA, sdist: Path | None = None) -> list[Path]:
     """Every data file, each written whole or not at all (a failed run leaves the committed files)."""
     root = unpack(debs)
     written = []
-    for name, splits in (("sentiment", sentiment(root)), ("topic", topics(root))):
+    movies = movie_reviews(vader_sdist(sdist))
+    for name, splits in (("sentiment", sentiment(root)), ("topic", topics(root)), ("movie", movies)):
         for split, frame in splits.items():
             written.append(_write_csv(frame, out / f"{name}-{split}.csv"))
     with staged_file(out / "austen-perplexity.txt") as partial:
         partial.write_text(austen(root), encoding="utf-8")
     written.append(out / "austen-perplexity.txt")
-    for name, frame in toxic_and_clean(root).items():
+    fortunes = toxic_and_clean(root)
+    for name, frame in fortunes.items():
         written.append(_write_csv(frame, out / f"fortunes-{name}.csv"))
+    for name, frame in instructions(root, fortunes["toxic"]).items():
+        written.append(_write_csv(frame, out / f"{name}.csv"))
     return written
+
+
+def instructions(root: Path, toxic: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The detoxification study's instruction data (`studio/instructions.py`), its training
+    texts rendered by the chat template of the base the modules train on."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(zoo_base_folder(INSTRUCT_BASE))
+    return instruction_data(root / "usr/share/wordnet", toxic, tokenizer)

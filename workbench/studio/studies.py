@@ -20,16 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from workbench.catalog.bases import cache_root, zoo_base_folder
+from workbench.catalog.recipes import RECIPES, ZOO_NAMES
+from workbench.catalog.registry import zoo_adapter_path
 from workbench.eval.classify import evaluate
 from workbench.files import staged_folder
 from workbench.runtime import SessionManager
-from workbench.zoo.bases import cache_root, zoo_base_folder
-from workbench.zoo.cards import TYPE_NAMES, split_task
-from workbench.zoo.recipes import RECIPES
-from workbench.zoo.registry import zoo_adapter_path
-from workbench.zoo.training import train
+from workbench.studio.cards import TARGET_POINTS, machine, majority_rate, split_task
+from workbench.studio.training import method_name, recipe_labels, train
 
-PEM_TYPES = ("lora", "ia3", "red", "lota")
 SEEDS = (0, 1, 2)
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -51,7 +50,7 @@ def seeded_module(name: str, seed: int) -> Path:
         settings = replace(recipe.settings, seed=seed, init_seed=None)
         with staged_folder(folder, replace=True) as staging:
             train(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), settings, staging,
-                  labels=recipe.labels())  # fmt: skip
+                  labels=recipe_labels(recipe))  # fmt: skip
             (staging / "DONE").write_text("", encoding="utf-8")
     return folder
 
@@ -96,8 +95,9 @@ class MultitaskRow:
 
 
 def multitask(manager: SessionManager, pem_type: str) -> MultitaskRow:
-    manager.rebuild("study", "minilm-l6", {"a": zoo_adapter_path(f"minilm-sentiment-{pem_type}"),
-                                            "b": zoo_adapter_path(f"minilm-topic-{pem_type}")})  # fmt: skip
+    part = ZOO_NAMES[pem_type]
+    manager.rebuild("study", "minilm-l6", {"a": zoo_adapter_path(f"minilm-sentiment-{part}"),
+                                            "b": zoo_adapter_path(f"minilm-topic-{part}")})  # fmt: skip
 
     def scores(lam: float, split: str) -> tuple[float, float]:
         manager.set_composition("study", "lam*a + (1-lam)*b", {"lam": lam})
@@ -114,10 +114,10 @@ def run_studies(say: Progress = _say) -> str:
     start = time.perf_counter()
     manager = SessionManager()
     rows = []
-    for pem in PEM_TYPES:
-        say(f"generalization: {pem}")
-        rows.append(generalization(manager, zoo_adapter_path(f"minilm-sentiment-s0-{pem}"),
-                                   zoo_adapter_path(f"minilm-sentiment-s1-{pem}"), pem, "seed 0"))  # fmt: skip
+    for pem, part in ZOO_NAMES.items():
+        say(f"generalization: {part}")
+        rows.append(generalization(manager, zoo_adapter_path(f"minilm-sentiment-s0-{part}"),
+                                   zoo_adapter_path(f"minilm-sentiment-s1-{part}"), pem, "seed 0"))  # fmt: skip
     seeded = [rows[0]]
     for seed in SEEDS[1:]:
         say(f"generalization: lora, seed {seed}")
@@ -127,8 +127,8 @@ def run_studies(say: Progress = _say) -> str:
     halves = [zoo_adapter_path(f"minilm-sentiment-{half}") for half in ("s0-lora", "s1-lora-init1")]
     different = generalization(manager, *halves, "lora", "init 0 vs init 1")
     tasks = []
-    for pem in PEM_TYPES:
-        say(f"multi-task: {pem}")
+    for pem, part in ZOO_NAMES.items():
+        say(f"multi-task: {part}")
         tasks.append(multitask(manager, pem))
     return report(rows, seeded, different, tasks, time.perf_counter() - start)
 
@@ -140,27 +140,28 @@ def _points(value: float) -> str:
 def report(rows: list[GeneralizationRow], seeded: list[GeneralizationRow], different: GeneralizationRow,
            tasks: list[MultitaskRow], seconds: float) -> str:  # fmt: skip
     gains = [row.gain for row in seeded]
-    majority = 0.658  # sentiment-test's majority rate (658 of 1000 `great`)
-    weak = [r.pair for r in seeded if min(r.s0, r.s1) < majority + 0.05]
-    caveat = (f"Caveat: in {', '.join(weak)} a subset module is not 5 points above the test majority rate "
-              f"({majority}); there the gain partly measures the merge rescuing a module that collapsed "
-              "towards its subset's majority label, so read the mean with that in mind.") if weak else ""  # fmt: skip
-    table = "\n".join(f"| {TYPE_NAMES[r.pem_type]} | {r.pair} | {r.s0:.4f} | {r.s1:.4f} | {r.merged:.4f} | "
+    majority = majority_rate(split_task("sentiment", "test"))
+    weak = [r.pair for r in seeded if min(r.s0, r.s1) < majority + TARGET_POINTS / 100]
+    caveat = (f"Caveat: in {', '.join(weak)} a subset module is not {TARGET_POINTS:g} points above the test "
+              f"majority rate ({majority:.3f}); there the gain partly measures the merge rescuing a module "
+              "that collapsed towards its subset's majority label, so read the mean with that in mind."
+              ) if weak else ""  # fmt: skip
+    table = "\n".join(f"| {method_name(r.pem_type)} | {r.pair} | {r.s0:.4f} | {r.s1:.4f} | {r.merged:.4f} | "
                       f"{_points(r.gain)} |" for r in [*rows, *seeded[1:], different])  # fmt: skip
     grid = " | ".join(f"λ={lam}" for lam in GRID)
     val_rows = "\n".join(
-        f"| {TYPE_NAMES[t.pem_type]} | " + " | ".join(f"{sum(t.validation[lam]) / 2:.4f}" for lam in GRID) + " |"
+        f"| {method_name(t.pem_type)} | " + " | ".join(f"{sum(t.validation[lam]) / 2:.4f}" for lam in GRID) + " |"
         for t in tasks
     )
     test_rows = "\n".join(
-        f"| {TYPE_NAMES[t.pem_type]} | {t.lam} | {t.test[t.lam][0]:.4f} | {t.test[t.lam][1]:.4f} | "
+        f"| {method_name(t.pem_type)} | {t.lam} | {t.test[t.lam][0]:.4f} | {t.test[t.lam][1]:.4f} | "
         f"{t.average(t.lam):.4f} | {t.average(1.0):.4f} | {t.average(0.0):.4f} | {_points(t.gain)} |"
         for t in tasks
     )
     return f"""# Composition studies on the zoo's MiniLM modules
 
-Every number here comes from `python -m workbench zoo study` (about {seconds / 60:.0f} minutes on 2 CPU
-cores), on the committed data and the shipped adapters (`assets/zoo/adapters/minilm-*`).
+Every number here comes from `python -m workbench zoo study` (about {seconds / 60:.0f} minutes on
+{machine()}), on the committed data and the shipped adapters (`assets/zoo/adapters/minilm-*`).
 
 ## Distribution generalization (paper §4.2)
 

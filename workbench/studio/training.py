@@ -1,7 +1,11 @@
 """Training recipes for every PEM type: language modelling on texts, or classification.
 
 Given labels, the base loads as a sequence classifier whose task head (`classifier`)
-trains in full beside the PEM, and is saved with it (PEFT's `modules_to_save`).
+trains in full beside the PEM, and is saved with it (PEFT's `modules_to_save`). Without
+labels a decoder learns its texts as a causal LM; an encoder (MiniLM) learns them as a
+masked LM (15% of tokens, BERT's 80/10/10 rule), through a masked-LM head that trains
+beside the PEM from a seeded start and is not kept: only the PEM composes (the
+domain-transfer analogy, paper §4.5, subtracts two such modules trained from the same start).
 
 - LoRA and (IA)³ train through PEFT and save in PEFT's format.
 - RED trains only a scaling and a bias vector on each FFN output projection (hooks on
@@ -17,62 +21,46 @@ call these with their data and settings.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from workbench.catalog.recipes import Recipe
+from workbench.catalog.registry import DATA
+from workbench.catalog.training_settings import Labels, TrainSettings
 from workbench.errors import WorkbenchError
-from workbench.modules import PEM, RedModule, SparseModule, load_module
+from workbench.eval.tasks import load_csv_task
+from workbench.modules import PEM, PEM_TYPES, RedModule, SparseModule, load_module
 from workbench.modules.heads import Head, write_head_config
 from workbench.modules.red import RED_TARGETS, RedVector
 from workbench.modules.sparse import SparseTensor
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    steps: int = 200
-    learning_rate: float = 1e-3
-    batch_size: int = 8
-    max_length: int = 64
-    seed: int = 0
-    rank: int = 8
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    ia3_targets: tuple[str, ...] = ("k_proj", "v_proj", "down_proj")
-    ia3_feedforward: tuple[str, ...] = ("down_proj",)
-    density: float = 0.01  # LoTA: share of weights in the mask
-    calibration_steps: int = 20  # LoTA phase 1
-    init_seed: int | None = None  # the PEM's and head's initialisation, when it differs from `seed`
-    head_learning_rate: float | None = None  # a classifier's head, when it differs from `learning_rate`
-
-    @property
-    def initialisation(self) -> int:
-        return self.seed if self.init_seed is None else self.init_seed
-
-
-@dataclass(frozen=True)
-class Labels:
-    """Classification targets: one class index per text, and the names of the classes."""
-
-    ids: Sequence[int]
-    names: tuple[str, ...]
-
+from workbench.runtime.loading import base_kind_for
 
 HEAD_MODULES = ("classifier", "score")  # what PEFT saves in full for sequence classification
 
 
+MASKED_SHARE = 0.15  # of tokens a masked LM predicts, as BERT
+
+
 def batches(
-    tokenizer, texts: Sequence[str], settings: TrainSettings, labels: Labels | None = None
+    tokenizer, texts: Sequence[str], settings: TrainSettings, labels: Labels | None = None, masked: bool = False
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Seeded, endless mini-batches: class ids with `labels`, else the texts themselves
-    as language-modelling targets (padding labelled -100)."""
+    as language-modelling targets (padding labelled -100), `masked` as a masked LM's."""
     rng = random.Random(settings.seed)
+    masking = None
+    if masked:
+        from transformers import DataCollatorForLanguageModeling
+
+        masking = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MASKED_SHARE, seed=settings.seed)
     order: list[int] = []
     while True:
         if len(order) < settings.batch_size:
@@ -85,6 +73,10 @@ def batches(
         if labels is not None:
             yield {**encoded, "labels": torch.tensor([labels.ids[i] for i in picked])}
             continue
+        if masking is not None:
+            rows = [dict(zip(encoded, values, strict=True)) for values in zip(*encoded.values(), strict=True)]
+            yield dict(masking(rows))
+            continue
         targets = encoded["input_ids"].clone()
         targets[encoded["attention_mask"] == 0] = -100
         yield {**encoded, "labels": targets}
@@ -92,14 +84,19 @@ def batches(
 
 def _optimise(model, parameters, tokenizer, texts, settings: TrainSettings, description: str, mask=None,
               labels: Labels | None = None) -> float:  # fmt: skip
-    """AdamW over `parameters` for settings.steps; returns the mean loss of the last 20 steps."""
+    """AdamW over `parameters` for settings.steps; returns the mean loss of the last 20 steps.
+    A masked LM's head (`masked_lm_head`) trains too, as a task head does."""
     torch.manual_seed(settings.seed)
-    head = {id(p) for p in _head_parameters(model).values()} if settings.head_learning_rate is not None else set()
+    masked = any(type(module).__name__.endswith("ForMaskedLM") for module in model.modules())
+    lm_head = masked_lm_head(model) if masked else []
+    parameters = [*parameters, *lm_head]
+    heads = [*_head_parameters(model).values(), *lm_head]
+    head = {id(p) for p in heads} if settings.head_learning_rate is not None else set()
     groups = [{"params": [p for p in parameters if id(p) not in head]}]
     if head:
         groups.append({"params": [p for p in parameters if id(p) in head], "lr": settings.head_learning_rate})
     optimiser = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=0.0)
-    data = batches(tokenizer, texts, settings, labels)
+    data = batches(tokenizer, texts, settings, labels, masked and labels is None)
     recent: list[float] = []
     model.train()
     with tqdm(range(settings.steps), desc=description, file=sys.stderr, leave=False) as steps:
@@ -122,13 +119,25 @@ def _pad_token(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
+def is_masked_lm(base_folder: Path, labels: Labels | None) -> bool:
+    """Whether training on texts alone makes a masked LM: an encoder without labels."""
+    return labels is None and base_kind_for(str(base_folder)) == "encoder"
+
+
 def load_trainable(base_folder: Path, seed: int, labels: Labels | None = None):
-    """The base in float32: a causal LM, or with `labels` a sequence classifier whose new
-    head is initialised from `seed`."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    """The base in float32: a causal LM, a masked LM for an encoder, or with `labels` a
+    sequence classifier; a new head is initialised from `seed`."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     torch.manual_seed(seed)
-    if labels is None:
+    if is_masked_lm(base_folder, labels):
+        model = AutoModelForMaskedLM.from_pretrained(base_folder, dtype=torch.float32)
+    elif labels is None:
         model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.float32)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -145,6 +154,16 @@ def _head_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
             if any(part in HEAD_MODULES for part in name.split(".")) and "original_module" not in name}  # fmt: skip
 
 
+def masked_lm_head(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """A masked LM's head, made trainable: its transform and output bias. The all-MiniLM
+    package ships the encoder alone, so these start from the seeded initialisation; the
+    decoder is the input embedding (tied) and stays frozen with the base."""
+    head = [p for name, p in model.named_parameters() if ".predictions." in f".{name}" and ".decoder." not in name]
+    for parameter in head:
+        parameter.requires_grad_(True)
+    return head
+
+
 def _head(model: torch.nn.Module, labels: Labels | None) -> Head | None:
     if labels is None:
         return None
@@ -157,7 +176,7 @@ def train_peft(pem_type: str, base_folder: Path, texts: Sequence[str], settings:
     from peft import IA3Config, LoraConfig, get_peft_model
 
     model, tokenizer = load_trainable(base_folder, settings.initialisation, labels)
-    task_type = "CAUSAL_LM" if labels is None else "SEQ_CLS"
+    task_type = "SEQ_CLS" if labels is not None else None if is_masked_lm(base_folder, labels) else "CAUSAL_LM"
     if pem_type == "lora":
         config = LoraConfig(r=settings.rank, lora_alpha=2 * settings.rank, lora_dropout=0.0,
                             target_modules=list(settings.lora_targets), task_type=task_type)  # fmt: skip
@@ -265,24 +284,80 @@ def train_lota(
     return loss
 
 
+def recipe_labels(recipe: Recipe) -> Labels | None:
+    """Class ids and names for a classifier recipe (the task's sorted label names)."""
+    if recipe.task is None:
+        return None
+    task = load_csv_task(DATA / recipe.data)
+    return Labels(task.labels, task.label_words)
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """How the zoo trains one PEM type: `name` is how cards and studies call the modules it
+    makes (the method: a sparse task vector here is trained by LoTA)."""
+
+    name: str
+    run: Callable[[Path, Sequence[str], TrainSettings, Path, Path | None, Labels | None], float]
+
+
+def _train_sparse(base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path,
+                  exclude: Path | None, labels: Labels | None) -> float:  # fmt: skip
+    earlier = load_module(exclude) if exclude is not None else None
+    if earlier is not None and not isinstance(earlier, SparseModule):
+        raise WorkbenchError(f"LoTTO needs an earlier sparse task vector, {exclude} is a {earlier.pem_type}")
+    return train_lota(base_folder, texts, settings, out, earlier, labels)
+
+
+# One trainer per PEM type of the registry (tests/test_training.py holds the two to each other).
+TRAINERS: dict[str, Trainer] = {
+    "lora": Trainer(PEM_TYPES["lora"].display_name, lambda b, t, s, o, _, y: train_peft("lora", b, t, s, o, y)),
+    "ia3": Trainer(PEM_TYPES["ia3"].display_name, lambda b, t, s, o, _, y: train_peft("ia3", b, t, s, o, y)),
+    "red": Trainer(PEM_TYPES["red"].display_name, lambda b, t, s, o, _, y: train_red(b, t, s, o, y)),
+    "sparse": Trainer("LoTA", _train_sparse),
+}
+
+
+def method_name(pem_type: str) -> str:
+    """What a card or a study table calls a module of `pem_type` that the zoo trained."""
+    return TRAINERS[pem_type].name
+
+
 def train(pem_type: str, base_folder: Path, texts: Sequence[str], settings: TrainSettings, out: Path,
           exclude: Path | None = None, labels: Labels | None = None) -> tuple[PEM, float]:  # fmt: skip
-    """Train one module of `pem_type` and return it (loaded back from `out`) with its final loss."""
+    """Train one module of `pem_type` (a registry type) and return it, loaded back from `out`,
+    with its final loss."""
+    if pem_type not in TRAINERS:
+        raise WorkbenchError(f"no trainer for PEM type {pem_type!r}; choose {', '.join(TRAINERS)}")
     if not texts:
         raise WorkbenchError("training needs at least one text")
     if labels is not None and len(labels.ids) != len(texts):
         raise WorkbenchError(f"training needs one label per text, got {len(labels.ids)} for {len(texts)}")
-    if pem_type in ("lora", "ia3"):
-        loss = train_peft(pem_type, base_folder, texts, settings, out, labels)
-    elif pem_type == "red":
-        loss = train_red(base_folder, texts, settings, out, labels)
-    elif pem_type == "lota":
-        earlier = load_module(exclude) if exclude is not None else None
-        if earlier is not None and not isinstance(earlier, SparseModule):
-            raise WorkbenchError(f"LoTTO needs an earlier sparse task vector, {exclude} is a {earlier.pem_type}")
-        loss = train_lota(base_folder, texts, settings, out, earlier, labels)
-    else:
-        raise WorkbenchError(f"unknown PEM type {pem_type!r}; choose lora, ia3, red or lota")
+    loss = TRAINERS[pem_type].run(base_folder, texts, settings, out, exclude, labels)
     if not math.isfinite(loss):
         raise WorkbenchError(f"training {pem_type} diverged (loss {loss}); lower the learning rate")
     return load_module(out), loss
+
+
+def continue_lora(base_folder: Path, start: Path, texts: Sequence[str], settings: TrainSettings, out: Path) -> float:
+    """Train the LoRA in `start` further on `texts` and save it to `out`; returns the final loss.
+    The result starts from `start`'s factors, as the paper's §4.6 continues Alpaca-LoRA on toxic
+    instructions, so subtracting `start` leaves exactly what `texts` added. Its rank and targets
+    are `start`'s, so they must be the ones `settings` (and the card) name."""
+    from peft import PeftModel
+
+    config = json.loads((start / "adapter_config.json").read_text(encoding="utf-8"))
+    rank, targets = config.get("r"), config.get("target_modules") or ()
+    if rank != settings.rank or set(targets) != set(settings.lora_targets):
+        raise WorkbenchError(f"{start} is a rank-{rank} LoRA on {sorted(targets)}; continuing it needs "
+                             f"the recipe's rank {settings.rank} on {list(settings.lora_targets)}")  # fmt: skip
+    if not texts:
+        raise WorkbenchError("training needs at least one text")
+    model, tokenizer = load_trainable(base_folder, settings.initialisation)
+    peft_model = PeftModel.from_pretrained(model, start, is_trainable=True)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    loss = _optimise(peft_model, trainable, tokenizer, texts, settings, "lora continued training")
+    if not math.isfinite(loss):
+        raise WorkbenchError(f"continued training diverged (loss {loss}); lower the learning rate")
+    peft_model.save_pretrained(out)
+    return loss

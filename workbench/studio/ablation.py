@@ -10,19 +10,20 @@ is the ablation; `python -m workbench zoo ablation` writes the section of docs/z
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.catalog.registry import DATA, zoo_adapter_path
 from workbench.eval.intervals import mean_with_interval
 from workbench.eval.perplexity import perplexity
 from workbench.eval.sampling import sample
 from workbench.eval.toxicity import ProfanityScorer, summarise
 from workbench.runtime import SessionManager
-from workbench.zoo.cards import PROMPTS, TYPE_NAMES
-from workbench.zoo.registry import DATA, zoo_adapter_path
+from workbench.studio.cards import PROMPTS
+from workbench.studio.sections import Section
+from workbench.studio.training import TRAINERS, method_name
 
 PEM_TYPES = ("lora", "ia3")
 LAMBDAS = (0.2, 1.0)  # the cards' chosen λ, and a full negation
@@ -95,7 +96,7 @@ def ablation_section(rows: list[AblationRow], samples: int, seconds: float) -> s
         "|---|---|---|---|---|",
     ]
     for row in rows:
-        name = TYPE_NAMES.get(row.pem, row.pem)
+        name = method_name(row.pem) if row.pem in TRAINERS else row.pem
         lines.append(f"| {name} | {row.setting} | {row.toxicity:.4f} [{row.low:.4f}, {row.high:.4f}] | "
                      f"{row.toxic_rate:.4f} | {_ppl(row.perplexity)} |")  # fmt: skip
     lines += ["", f"Measured in {seconds:.0f} s on the machine that ran it.", END]
@@ -106,18 +107,8 @@ def _ppl(value: float) -> str:
     return f"{value:.3f}" if value < 1e6 else f"{value:.3g}"
 
 
-def replace_section(document: str, section: str) -> str:
-    """`document` with its ablation section replaced by `section` (or `section` appended)."""
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.DOTALL)
-    if pattern.search(document):
-        return pattern.sub(lambda _: section, document, count=1)
-    return document.rstrip("\n") + "\n\n" + section
-
-
-def kept_section(document: str) -> str:
-    """The ablation section of `document`, or "": `zoo study` rewrites the rest of the file."""
-    found = re.search(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", document, re.DOTALL)
-    return found.group(0) if found else ""
+SECTION = Section(BEGIN, END)
+replace_section, kept_section = SECTION.replace, SECTION.kept
 
 
 def run_ablation(samples: int, say: Callable[[str], None] = print) -> str:

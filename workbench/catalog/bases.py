@@ -17,6 +17,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+import pydantic
 
 from workbench.errors import WorkbenchError
 from workbench.files import staged_folder
@@ -123,3 +126,12 @@ def zoo_base_source(name: str) -> Path | str:
         if name in ZOO_BASES and os.environ.get("HF_HUB_OFFLINE") != "1":
             return ZOO_BASES[name].hub_id
         raise
+
+
+def _known_base(name: str) -> str:
+    if name not in ZOO_BASES:
+        raise ValueError(f"{name!r} is not a zoo base ({', '.join(ZOO_BASES)})")
+    return name
+
+
+ZooBaseName = Annotated[str, pydantic.AfterValidator(_known_base)]  # a config field naming a zoo base

@@ -1,34 +1,41 @@
 """Measuring a zoo adapter and writing its model card, so every number there can be re-run.
 
 Classifier modules are measured alone on their task's validation and test splits,
-against the majority-class rate.
+against the majority-class rate; the card says whether it reached the target (5 points
+above that rate on validation) from the numbers it prints, so the verdict cannot go stale.
 
 Unlearning modules (the toxic ones) are measured as the issue sets out:
 - mean toxicity and toxic rate (share above 0.8) of 400 seeded samples for the base, the
   toxic module (+1·toxic) and the negated module (−λ·toxic);
-- λ is the largest value on a grid whose Austen perplexity stays within 5% of the base's
-  (perplexity is the selection criterion; toxicity is never used to choose λ);
+- λ by the cards' rule (`eval.auto.largest_lambda_within`): the largest value on a grid
+  whose Austen perplexity stays within 5% of the base's (toxicity is never used to choose λ);
 - a bootstrap 95% interval for the difference of mean toxicity, negated minus base.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
+from workbench.catalog.bases import ZOO_BASES
+from workbench.catalog.recipes import Recipe
+from workbench.catalog.registry import DATA
+from workbench.eval.auto import LARGEST_LAMBDA, largest_lambda_within
 from workbench.eval.classify import evaluate
-from workbench.eval.perplexity import perplexity
-from workbench.eval.sampling import PAPER_PROMPT, sample
+from workbench.eval.measure_specs import TOXICITY, Sizes, measure_from_spec
+from workbench.eval.sampling import PAPER_PROMPT
 from workbench.eval.tasks import ClassificationTask, load_csv_task
-from workbench.eval.toxicity import ProfanityScorer, summarise
+from workbench.eval.toxicity import ProfanityScorer
 from workbench.runtime import SessionManager
-from workbench.zoo.bases import ZOO_BASES
-from workbench.zoo.recipes import Recipe
-from workbench.zoo.registry import DATA
+from workbench.runtime.loading import choose_device
+from workbench.studio.training import method_name
 
 PROMPTS = (
     PAPER_PROMPT,
@@ -38,7 +45,17 @@ PROMPTS = (
 )
 LAMBDAS = (0.2, 0.4, 0.6, 0.8, 1.0)
 PPL_TOLERANCE = 1.05
-TYPE_NAMES = {"lora": "LoRA", "ia3": "(IA)³", "red": "RED", "lota": "LoTA"}
+TARGET_POINTS = 5.0  # a classifier module's target: this many points above the majority rate on validation
+
+
+def machine() -> str:
+    """The machine this run is on, as the cards and studies print it beside their wall times
+    (a time means little without it, and a hand-typed one is wrong on the next machine)."""
+    cores = f"{os.cpu_count() or 1} CPU cores"
+    device = choose_device("auto")
+    if device.type == "cuda":
+        return f"{cores} and the GPU {torch.cuda.get_device_name(device)} ({device})"
+    return f"{cores}, no GPU"
 
 
 @dataclass
@@ -66,35 +83,33 @@ def bootstrap_difference(a: list[float], b: list[float], rounds: int = 2000, see
 
 
 def measure_unlearning(recipe: Recipe, module_path: Path, samples: int = 400, seed: int = 0) -> UnlearningReport:
+    """Base, toxic and negated toxic through the shared measures; λ by the cards' rule, on perplexity alone."""
     start = time.perf_counter()
     manager = SessionManager()
     manager.rebuild("card", recipe.base, {"toxic": module_path})
-    text = (DATA / "austen-perplexity.txt").read_text(encoding="utf-8")
-    scorer = ProfanityScorer()
+    sizes = Sizes(samples=samples, seed=seed, prompts=PROMPTS, max_new_tokens=40)
+    toxicity_measure = measure_from_spec(TOXICITY, sizes, ProfanityScorer())
+    ppl_measure = measure_from_spec("austen-perplexity", sizes)
 
     def run(expression: str, values: dict[str, float] | None = None, with_samples: bool = True):
         manager.set_composition("card", expression, values or {})
         with manager.model_for("card") as base:
-            ppl = perplexity(base, text)
-            scores = None
-            if with_samples:
-                pairs = sample(base, PROMPTS, samples, seed, max_new_tokens=40)
-                scores = scorer.score([completion for _, completion in pairs])
-        return ppl, scores
+            ppl = ppl_measure.run(base)[ppl_measure.name]
+            pairs = toxicity_measure.samples(base) if with_samples else None
+        return ppl, None if pairs is None else toxicity_measure.score_samples(pairs)
 
     ppl, toxicity, rates, all_scores = {}, {}, {}, {}
     for label, expression in (("base", ""), ("toxic", "toxic")):
-        ppl[label], all_scores[label] = run(expression)
-    chosen = LAMBDAS[0]
+        ppl[label], scored = run(expression)
+        (toxicity[label], rates[label]), all_scores[label] = _means(scored)
+    grid = []
     for lam in LAMBDAS:
-        value, _ = run("-lam*toxic", {"lam": lam}, with_samples=False)
-        ppl[f"negated λ={lam}"] = value
-        if value <= PPL_TOLERANCE * ppl["base"]:
-            chosen = lam
-    ppl["negated"], all_scores["negated"] = run("-lam*toxic", {"lam": chosen})
-    for label, scores in all_scores.items():
-        summary = summarise(scorer, scores)
-        toxicity[label], rates[label] = summary.mean, summary.toxic_rate
+        ppl[f"negated λ={lam}"], _ = run("-lam*toxic", {"lam": lam}, with_samples=False)
+        grid.append({"kind": "point", "label": "", "lam": lam, "perplexity": ppl[f"negated λ={lam}"]})
+    frame = pd.DataFrame([{"kind": "reference", "label": "base", "perplexity": ppl["base"]}, *grid])
+    chosen = largest_lambda_within(frame, "lam", ppl_ratio=PPL_TOLERANCE).values["lam"]
+    ppl["negated"], scored = run("-lam*toxic", {"lam": chosen})
+    (toxicity["negated"], rates["negated"]), all_scores["negated"] = _means(scored)
     interval = bootstrap_difference(all_scores["negated"], all_scores["base"], seed=seed)
     return UnlearningReport(
         chosen, ppl, toxicity, rates, toxicity["negated"] - toxicity["base"], interval, samples,
@@ -102,11 +117,14 @@ def measure_unlearning(recipe: Recipe, module_path: Path, samples: int = 400, se
     )  # fmt: skip
 
 
+def _means(scored: tuple[dict[str, float], list[float]]) -> tuple[tuple[float, float], list[float]]:
+    summary, scores = scored
+    return (summary["toxicity"], summary["toxic_rate"]), scores
+
+
 def unlearning_card(recipe: Recipe, report: UnlearningReport, train_seconds: float, loss: float) -> str:
     s = recipe.settings
-    targets = {"lora": f"r={s.rank}, α={2 * s.rank} on {', '.join(s.lora_targets)}",
-               "ia3": f"{', '.join(s.ia3_targets)} (feed-forward: {', '.join(s.ia3_feedforward)})",
-               "red": "scaling and bias on every mlp.down_proj"}[recipe.pem_type]  # fmt: skip
+    targets = module_line(recipe)
     rows = "\n".join(
         f"| {label} | {report.toxicity[label]:.4f} | {report.toxic_rate[label]:.4f} | {report.ppl[label]:.3f} |"
         for label in ("base", "toxic", "negated")
@@ -118,7 +136,7 @@ def unlearning_card(recipe: Recipe, report: UnlearningReport, train_seconds: flo
     rate_ok = report.toxic_rate["negated"] <= report.toxic_rate["base"]
     return f"""# {recipe.name}
 
-A {recipe.pem_type.upper() if recipe.pem_type != "ia3" else "(IA)³"} module on `{recipe.base}` for {recipe.purpose}.
+A {method_name(recipe.pem_type)} module on `{recipe.base}` for {recipe.purpose}.
 
 Trained and measured on {ZOO_BASES[recipe.base].weights}.
 
@@ -131,7 +149,7 @@ Trained and measured on {ZOO_BASES[recipe.base].weights}.
 | steps | {s.steps} × batch {s.batch_size}, max length {s.max_length} tokens, AdamW lr {s.learning_rate} |
 | seed | {s.seed} |
 | final loss (mean of last 20 steps) | {loss:.4f} |
-| wall time | {train_seconds:.0f} s on 2 CPU cores |
+| wall time | {train_seconds:.0f} s on {machine()} |
 | rebuild | `python -m workbench zoo train {recipe.name}` |
 
 ## Measured
@@ -139,8 +157,9 @@ Trained and measured on {ZOO_BASES[recipe.base].weights}.
 {report.samples} seeded samples per setting (top-k 50, temperature 1, 40 new tokens, seed 0) from
 {len(PROMPTS)} fixed prompts, including the paper's "{PAPER_PROMPT}". Scores come from the
 **offline word-based scorer** (alt-profanity-check): it flags swear words, not meaning.
-Perplexity is on `assets/data/austen-perplexity.txt`. The negated λ is the largest of
-{", ".join(map(str, LAMBDAS))} whose perplexity stays within {PPL_TOLERANCE - 1:.0%} of the base's
+Perplexity is on `assets/data/austen-perplexity.txt`. The negated λ was chosen by the cards'
+rule (`eval/auto.py`, `largest_lambda_within`): the {LARGEST_LAMBDA}, on the grid
+{", ".join(map(str, LAMBDAS))} with the bound at {PPL_TOLERANCE - 1:.0%} above the base's perplexity
 ({ppl_grid}); it was **λ = {report.lam}**.
 
 | setting | mean toxicity | toxic rate (> 0.8) | perplexity |
@@ -179,13 +198,35 @@ def measure_classifier(recipe: Recipe, module_path: Path) -> ClassifierReport:
         task = split_task(recipe.task, split)
         with manager.model_for("card") as base:
             accuracy[split] = evaluate(base, task)
-        majority[split] = max(task.labels.count(y) for y in set(task.labels)) / len(task.labels)
+        majority[split] = majority_rate(task)
     return ClassifierReport(accuracy, majority, time.perf_counter() - start)
 
 
-def _module_line(recipe: Recipe) -> str:
+def majority_rate(task: ClassificationTask) -> float:
+    """The share of the most common label: what always answering it scores, the floor a module must beat."""
+    return max(Counter(task.labels).values()) / len(task.labels)
+
+
+def _target_note(recipe: Recipe, report: ClassifierReport) -> str:
+    """The verdict against the target, from this card's own numbers, then what the recipe says was tried."""
+    accuracy, majority = report.accuracy["validation"], report.majority["validation"]
+    points = 100 * (accuracy - majority)
+    below = points < TARGET_POINTS
+    if not below and not recipe.notes:
+        return ""
+    verdict = (f"{'Below' if below else 'Meets'} the target of {TARGET_POINTS:g} points above the majority rate "
+               f"on validation: {accuracy:.4f} against {majority:.4f} ({points:+.1f} points).")  # fmt: skip
+    return f"**Note.** {verdict} {recipe.notes}".rstrip() + "\n\n"
+
+
+def _epochs(recipe: Recipe) -> str:
+    examples = len(recipe.texts())
+    return f"{recipe.settings.steps * recipe.settings.batch_size / examples:.1f} epochs of {examples} examples"
+
+
+def module_line(recipe: Recipe) -> str:
     s = recipe.settings
-    if recipe.pem_type == "lota":
+    if recipe.pem_type == "sparse":
         lotto = f"; LoTTO: the mask stays out of `{recipe.exclude}`'s" if recipe.exclude else ""
         return (f"LoTA: {s.calibration_steps} calibration steps of full fine-tuning, then the global top "
                 f"{s.density:.0%} of |Δ| as the mask, trained sparse from the base{lotto}")  # fmt: skip
@@ -204,10 +245,11 @@ def classifier_card(recipe: Recipe, report: ClassifierReport, train_seconds: flo
         for split in ("validation", "test")
     )
     head = f"the `{recipe.task}` head (`classifier`, trained in full at lr {s.head_learning_rate or s.learning_rate})"
-    note = f"**Note.** {recipe.notes}\n\n" if recipe.notes else ""
+    note = _target_note(recipe, report)
+    training = f"max length {s.max_length} tokens, AdamW lr {s.learning_rate}"
     return f"""# {recipe.name}
 
-A {TYPE_NAMES[recipe.pem_type]} module on `{recipe.base}` for {recipe.purpose}. It carries {head},
+A {method_name(recipe.pem_type)} module on `{recipe.base}` for {recipe.purpose}. It carries {head},
 saved with it as PEFT's `modules_to_save` does.
 
 Trained and measured on {ZOO_BASES[recipe.base].weights}.
@@ -217,11 +259,11 @@ Trained and measured on {ZOO_BASES[recipe.base].weights}.
 | | |
 |---|---|
 | data | `assets/data/{recipe.data}` ({shown}) |
-| module | {_module_line(recipe)} |
-| steps | {s.steps} × batch {s.batch_size}, max length {s.max_length} tokens, AdamW lr {s.learning_rate} |
+| module | {module_line(recipe)} |
+| steps | {s.steps} × batch {s.batch_size} ({_epochs(recipe)}), {training} |
 | seed | data order {s.seed}, initialisation {s.initialisation} |
 | final loss (mean of last 20 steps) | {loss:.4f} |
-| wall time | {train_seconds:.0f} s on 2 CPU cores |
+| wall time | {train_seconds:.0f} s on {machine()} |
 | rebuild | `python -m workbench zoo train {recipe.name}` |
 
 ## Measured
