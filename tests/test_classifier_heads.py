@@ -196,3 +196,25 @@ def test_the_base_reading_does_not_move_with_lambda(encoder, trained) -> None:
         manager.set_composition("s", "lam*a + (1-lam)*b", {"lam": lam})
         with manager.model_for("s", use_base=True) as base:
             torch.testing.assert_close(base.heads["great", "other"].tensors["classifier.weight"], (a + b) / 2)
+
+
+def test_a_preset_chooses_among_the_tasks_that_share_its_heads_labels() -> None:
+    """Sentiment and movie reviews share great/other: a sentiment preset is scored on sentiment
+    only (twice the work at every release otherwise), a transfer preset on both, a session built
+    by hand on every task its heads can read."""
+    from workbench.catalog.presets import PRESETS
+    from workbench.ui.controller import live_tasks, validation_tasks
+
+    labels = {task.name: task.label_words for task in validation_tasks()}
+    sentiment, topic = labels["sentiment-validation"], labels["topic-validation"]
+
+    def names(heads, preferred=()) -> list[str]:
+        return [task.name for task in live_tasks(heads, 0, preferred)]
+
+    assert names({sentiment}) == ["movie-validation", "sentiment-validation"]
+    assert names({sentiment}, PRESETS["distribution-generalization-lora"].tasks) == ["sentiment-validation"]
+    assert names({sentiment}, PRESETS["domain-transfer-lora"].tasks) == ["movie-validation", "sentiment-validation"]
+    assert names({sentiment, topic}, ("sentiment-validation",)) == ["sentiment-validation", "topic-validation"]
+    assert names({topic}, ("sentiment-validation",)) == ["topic-validation"]
+    assert names(set(), ("sentiment-validation",)) == []
+    assert [t.name for t in live_tasks(set(), len(sentiment), ())] == ["movie-validation", "sentiment-validation"]

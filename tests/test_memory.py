@@ -12,7 +12,11 @@ import pytest
 
 DRIVER = textwrap.dedent(
     """
+    import faulthandler
     import json
+    import sys
+    import time
+    faulthandler.dump_traceback_later(540, exit=True)  # a hang prints every thread's stack before the timeout
     from workbench.runtime.memory import resident_bytes
     from workbench.ui.controller import Controller
 
@@ -37,7 +41,11 @@ DRIVER = textwrap.dedent(
     controller = Controller()
     wave(controller, "warm", 6)
     warm = resident_bytes()
-    peaks = [wave(controller, f"wave{w}-", 25) for w in range(2)]
+    peaks = []
+    for w in range(2):
+        started = time.monotonic()
+        peaks.append(wave(controller, f"wave{w}-", 25))
+        print(f"wave {w}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     print(json.dumps({"warm": warm, "peaks": peaks, "after": resident_bytes()}))
     """
 )
@@ -46,7 +54,7 @@ DRIVER = textwrap.dedent(
 @pytest.mark.e2e
 def test_memory_comes_back_after_fifty_sessions() -> None:
     done = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-6000:]
     rss = json.loads(done.stdout.strip().splitlines()[-1])
     assert max(rss["peaks"]) > rss["warm"] * 1.2  # the sessions did hold memory while open
     assert rss["after"] <= rss["warm"] * 1.10, rss

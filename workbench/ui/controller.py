@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -71,6 +71,7 @@ from workbench.runtime.generation import (
     encode_prompt,
     generation_settings,
 )
+from workbench.runtime.loading import LoadedBase
 from workbench.runtime.session import check_module_name
 from workbench.ui.gpu import GpuRunner, on_gpu
 from workbench.ui.inflight import HANDLERS
@@ -208,6 +209,19 @@ def chat_turns(history: object, message: str, multi_turn: bool = True) -> list[d
 def validation_tasks() -> tuple[ClassificationTask, ...]:
     """The committed validation tasks, read once: the classifier readout runs on every slider release."""
     return tuple(load_csv_task(path) for path in sorted(DATA.glob("*-validation.csv")))
+
+
+def live_tasks(
+    heads: Collection[tuple[str, ...]], own_labels: int, preferred: Collection[str]
+) -> list[ClassificationTask]:
+    """The validation tasks a composition can be scored on: those whose label words a head
+    carries (or, for a classifier base, whose number of labels its own head has). Tasks that
+    share a label set (sentiment and movie reviews both read great/other) are one choice:
+    where the session's preset names some of them (`preferred`), only those are measured,
+    so a sentiment preset is not also scored on movies at every slider release."""
+    matched = [t for t in validation_tasks() if t.label_words in heads or len(t.label_words) == own_labels]
+    chosen = {t.label_words for t in matched if t.name in preferred}
+    return [t for t in matched if t.label_words not in chosen or t.name in preferred]
 
 
 def austen_slice(characters: int = LIVE_PPL_CHARACTERS) -> str:
@@ -498,13 +512,17 @@ class Controller:
         base = self.manager.base(state.base)
         if base.kind in ("classifier", "encoder"):
             labels = {m.head.labels for m in state.modules.values() if m.head is not None}
-            own = getattr(base.model.config, "num_labels", 0) if base.kind == "classifier" else 0
-            return [TaskMeasure(task, min(LIVE_EXAMPLES, len(task.texts)), 0) for task in validation_tasks()
-                    if task.label_words in labels or len(task.label_words) == own]  # fmt: skip
+            tasks = live_tasks(labels, _own_labels(base), self._preset_tasks(session))
+            return [TaskMeasure(task, min(LIVE_EXAMPLES, len(task.texts)), 0) for task in tasks]
         if base.kind == "causal-lm" and base.tokenizer is not None:
             toxicity = ToxicityMeasure(self.scorer, (PAPER_PROMPT,), LIVE_SAMPLES, 0, LIVE_TOKENS)
             return [toxicity, PerplexityMeasure(austen_slice())]
         return []
+
+    def _preset_tasks(self, session: str) -> tuple[str, ...]:
+        """The validation tasks the session's preset is about (none for a session built by hand)."""
+        preset = PRESETS.get(self.ui(session).preset)
+        return preset.tasks if preset is not None else ()
 
     def _test_measures(self, session: str) -> list:
         """Held out from the live measures: the test split's tasks, or fresh samples (another
@@ -660,9 +678,7 @@ class Controller:
     def _readout_here(self, session: str, use_base: bool, prompt: str) -> str:
         with self.manager.model_for(session, use_base=use_base) as base:
             if base.kind in ("classifier", "encoder"):
-                labels = getattr(base.model.config, "num_labels", 0)
-                tasks = [task for task in validation_tasks() if task.label_words in base.heads
-                         or (base.kind == "classifier" and len(task.label_words) == labels)]  # fmt: skip
+                tasks = live_tasks(base.heads, _own_labels(base), self._preset_tasks(session))
                 if not tasks:
                     return "no module carries a task head: load a classification module"
                 scores = ", ".join(f"{t.name} {evaluate(base, t.subset(READOUT_EXAMPLES, 0)):.3f}" for t in tasks)
@@ -1103,8 +1119,10 @@ class Controller:
         except WorkbenchError as exc:
             return f"**Nothing to export yet**: {exc}."
         name = export_file_name(record.kind, record.canonical, record.values, record.mode)
-        return (f"**The zip**: `{name}`\n\n{record.summary()}\n\nBeside the weights: `README.md`, a model card "
-                "with the readout measured at export, and `composition.json`, the same facts for programs.")
+        return (
+            f"**The zip**: `{name}`\n\n{record.summary()}\n\nBeside the weights: `README.md`, a model card "
+            "with the readout measured at export, and `composition.json`, the same facts for programs."
+        )
 
     def _export_readout(self, session: str) -> str:
         """The live composition's readout: its History row's when it has one, else measured now."""
@@ -1169,6 +1187,11 @@ class Controller:
         except Exception as exc:  # network, auth, permissions: one line for the user
             raise WorkbenchError(f"push to {repo_id} failed ({type(exc).__name__})") from None
         return f"pushed to {repo_id}"
+
+
+def _own_labels(base: LoadedBase) -> int:
+    """The number of labels of a classifier base's own head (0 for an encoder without one)."""
+    return getattr(base.model.config, "num_labels", 0) if base.kind == "classifier" else 0
 
 
 def preset_mode(preset: Preset, current: str) -> str:
