@@ -49,13 +49,14 @@ def test_preset_and_slider_change_the_readout(page) -> None:
 
 
 def test_bad_expression_shows_an_error_and_the_session_survives(page) -> None:
+    readout = textbox(page, "readout")
+    before = wait_for_value(readout, lambda v: v.startswith("toxicity"))  # the default's readout (λ = 0.2)
     expression = textbox(page, "expression")
     expression.fill("toxic*toxic")
     expression.press("Enter")
     page.get_by_text(re.compile("cannot multiply two modules")).first.wait_for()
     page.screenshot(path=str(SHOTS / "error.png"))
-    readout = textbox(page, "readout")
-    before = wait_for_value(readout, lambda v: v.startswith("toxicity"))  # the default's readout (λ = 0.2)
+    assert readout.input_value() == before  # the failed expression changed nothing on screen
     # the failed event keeps what was on screen: no "Error" badge covers the slider or the readout
     for shown in ("#slider-0 input[data-testid='number-input']", "#readout textarea", "#canonical textarea"):
         assert on_top(page, shown), f"{shown} is covered"
