@@ -43,7 +43,9 @@ def test_the_first_screen_explains_the_preset_and_the_grammar(page) -> None:
     guide = page.locator("#preset-guide")
     assert "Table 4" in guide.inner_text() and "within 5%" in guide.inner_text()
     page.get_by_text("How to write an expression, and what λ does").click()
-    help_text = page.locator("#grammar-help").inner_text()
+    help_box = page.locator("#grammar-help")
+    help_box.get_by_text("from −2 to 2").first.wait_for()  # an accordion draws its content once opened
+    help_text = help_box.inner_text()
     assert "lam*sentiment_s0 + (1-lam)*sentiment_s1" in help_text and "from −2 to 2" in help_text
     choose_preset(page, "multi-task-lora")
     page.wait_for_function("el => el.innerText.includes('Table 3')", arg=guide.element_handle())

@@ -117,7 +117,7 @@ def test_stop_says_where_it_stopped_and_keeps_the_points(page, tmp_path) -> None
 def test_a_small_toxicity_run_shows_progress_and_both_plots(page) -> None:
     on_the_default(page)
     page.get_by_role("tab", name="Toxicity").click()
-    assert "unlearning-lora" in page.locator("#toxicity-note").inner_text()  # where a language model is
+    page.locator("#toxicity-note").get_by_text("unlearning-lora").first.wait_for()  # where a language model is
     textbox(page, "toxicity-samples").fill("2")
     textbox(page, "toxicity-lambdas").fill("1")
     page.locator("#run-toxicity").click()
