@@ -200,9 +200,9 @@ def test_the_section_and_cards_carry_the_measured_numbers(report, tmp_path) -> N
     low, high = helpful.toxicity_ci
     assert f"| θ_helpful | {helpful.toxicity:.4f} [{low:.4f}, {high:.4f}]" in section
     assert f"it was **λ = {report.lam:g}**" in section and "alt-profanity-check" in section
-    document = detox.replace_section("# Studies\n\nold\n", section)
-    assert document == "# Studies\n\nold\n\n" + section and detox.kept_section(document) == section
-    assert detox.replace_section(document, section.replace("Measured in", "Timed in")).count(detox.BEGIN) == 1
+    document = detox.SECTION.replace("# Studies\n\nold\n", section)
+    assert document == "# Studies\n\nold\n\n" + section and detox.SECTION.kept(document) == section
+    assert detox.SECTION.replace(document, section.replace("Measured in", "Timed in")).count(detox.BEGIN) == 1
     card = detox.instruct_card(INSTRUCT_RECIPES[detox.TOXIC], 12.0, 1.5)
     assert detox.UNMEASURED in card and "continues `smollm2-instruct-helpful-lora`" in card
     folder = tmp_path / detox.TOXIC
@@ -218,7 +218,7 @@ def test_the_preset_starts_at_the_studys_lambda_and_quotes_it() -> None:
     from workbench.catalog.registry import ASSETS
 
     studies = (ASSETS.parent / "docs" / "zoo-studies.md").read_text(encoding="utf-8")
-    section = detox.kept_section(studies)
+    section = detox.SECTION.kept(studies)
     lam = float(section.split("it was **λ = ")[1].split("**")[0])
     lines = section[section.index("| setting | toxicity") :].splitlines()[2:6]
     rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines)}
@@ -254,6 +254,6 @@ def test_zoo_study_keeps_the_section_and_zoo_detox_writes_it(monkeypatch, tmp_pa
     monkeypatch.setattr("workbench.studio.studies.run_studies", lambda: "# New studies\n")
     assert main(["zoo", "study", "--out", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == "# New studies\n\n" + section
-    monkeypatch.setattr(detox, "run_detox", lambda document, samples: detox.replace_section(document, "new\n"))
+    monkeypatch.setattr(detox, "run_detox", lambda document, samples: detox.SECTION.replace(document, "new\n"))
     assert main(["zoo", "detox", "--out", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == "# New studies\n\nnew\n"  # the old section replaced, the rest kept

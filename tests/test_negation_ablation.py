@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.studio.ablation import BEGIN, END, ablation_section, kept_section, measure_ablation, replace_section
+from workbench.studio.ablation import BEGIN, END, SECTION, ablation_section, measure_ablation
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,13 @@ def test_each_type_has_its_module_then_both_negations_at_each_lambda(rows) -> No
 def test_the_section_replaces_its_old_self_and_survives_a_study_rewrite(rows) -> None:
     section = ablation_section(rows, 3, 1.0)
     assert section.startswith(BEGIN) and section.rstrip().endswith(END) and "(IA)³ | naive −1·toxic" in section
-    document = replace_section("# Studies\n\nold text\n", section)
+    document = SECTION.replace("# Studies\n\nold text\n", section)
     assert document.startswith("# Studies\n\nold text\n\n" + BEGIN)
     newer = section.replace("Measured in 1 s", "Measured in 2 s")
-    assert replace_section(document, newer).count(BEGIN) == 1 and "in 2 s" in replace_section(document, newer)
+    assert SECTION.replace(document, newer).count(BEGIN) == 1 and "in 2 s" in SECTION.replace(document, newer)
     study = "# Studies, rewritten\n"
-    assert kept_section(document) == section
-    assert replace_section(study, kept_section(document)) == "# Studies, rewritten\n\n" + section
+    assert SECTION.kept(document) == section
+    assert SECTION.replace(study, SECTION.kept(document)) == "# Studies, rewritten\n\n" + section
 
 
 def test_an_ablation_preset_brings_its_mode_and_does_not_leave_it_behind() -> None:

@@ -108,7 +108,6 @@ def _ppl(value: float) -> str:
 
 
 SECTION = Section(BEGIN, END)
-replace_section, kept_section = SECTION.replace, SECTION.kept
 
 
 def run_ablation(samples: int, say: Callable[[str], None] = print) -> str:

@@ -237,7 +237,6 @@ The preset `detoxify-lora` composes the pair as `helpful - lam*(toxic - helpful)
 
 
 SECTION, CARD = Section(BEGIN, END), Section(CARD_BEGIN, CARD_END)
-replace_section, kept_section = SECTION.replace, SECTION.kept
 
 
 def _interval(low: float, high: float) -> str:
@@ -332,4 +331,4 @@ def run_detox(document: str, samples: int | None = None, say: Callable[[str], No
     write_cards(report)
     say(f"λ={report.lam:g}; toxicity θ_helpful {report.rows['helpful'].toxicity:.4f}, composition "
         f"{report.rows['composition'].toxicity:.4f}; target {'met' if report.met else 'missed'}")  # fmt: skip
-    return replace_section(document, detox_section(report))
+    return SECTION.replace(document, detox_section(report))
