@@ -2,6 +2,7 @@
 modules trained for two steps), against references computed another way."""
 
 import shutil
+from dataclasses import replace
 
 import pytest
 from tiny_zoo import SENTIMENT_MAJORITY, install, train_classifiers
@@ -9,7 +10,7 @@ from tiny_zoo import SENTIMENT_MAJORITY, install, train_classifiers
 from workbench.runtime import SessionManager
 from workbench.studio import studies
 from workbench.studio.cards import machine, measure_classifier
-from workbench.studio.studies import GRID, generalization, multitask, run_studies, seeded_module
+from workbench.studio.studies import GRID, generalization, multitask, run_studies, seeded_folder, seeded_module
 
 
 @pytest.fixture(scope="module")
@@ -52,33 +53,47 @@ def test_multitask_chooses_lambda_on_validation_and_its_ends_are_the_modules_alo
 def test_seeded_modules_train_once_into_the_cache(zoo, tmp_path, monkeypatch) -> None:
     assert seeded_module("minilm-sentiment-s0-lora", 0) == zoo["minilm-sentiment-s0-lora"]  # seed 0 is shipped
     folder = seeded_module("minilm-sentiment-s0-lora", 1)
-    assert folder == tmp_path / "cache" / "studies" / "minilm-sentiment-s0-lora-seed1"
+    assert folder == seeded_folder("minilm-sentiment-s0-lora", 1)
+    assert folder.parent == tmp_path / "cache" / "studies" and folder.name.startswith("minilm-sentiment-s0-lora-seed1-")
     assert (folder / "DONE").is_file() and (folder / "adapter_config.json").is_file()
     monkeypatch.setattr(studies, "train", lambda *a, **k: pytest.fail("a finished seed was trained again"))
     assert seeded_module("minilm-sentiment-s0-lora", 1) == folder
 
 
+def test_a_changed_recipe_is_retrained_not_read_from_a_stale_cache(zoo, monkeypatch) -> None:
+    before = seeded_folder("minilm-sentiment-s0-red", 1)
+    recipe = studies.RECIPES["minilm-sentiment-s0-red"]
+    changed = replace(recipe, settings=replace(recipe.settings, steps=recipe.settings.steps + 1))
+    monkeypatch.setitem(studies.RECIPES, "minilm-sentiment-s0-red", changed)
+    assert seeded_folder("minilm-sentiment-s0-red", 1) != before
+    assert seeded_folder("minilm-sentiment-s0-red", 2) != seeded_folder("minilm-sentiment-s0-red", 1)
+
+
+PARTS = ("lora", "ia3", "red", "lota")
+
+
 def test_run_studies_writes_every_table(zoo, tmp_path, monkeypatch) -> None:
-    for subset in ("s0", "s1"):  # seeds 1 and 2 as a finished earlier run left them (the test above trains one)
-        for seed in (1, 2):
-            folder = tmp_path / "cache" / "studies" / f"minilm-sentiment-{subset}-lora-seed{seed}"
-            shutil.copytree(zoo[f"minilm-sentiment-{subset}-lora"], folder)
-            (folder / "DONE").write_text("")
+    for part in PARTS:  # seeds 1 and 2 as a finished earlier run left them (the test above trains one)
+        for subset in ("s0", "s1"):
+            for seed in (1, 2):
+                folder = seeded_folder(f"minilm-sentiment-{subset}-{part}", seed)
+                shutil.copytree(zoo[f"minilm-sentiment-{subset}-{part}"], folder)
+                (folder / "DONE").write_text("")
     monkeypatch.setattr(studies, "train", lambda *a, **k: pytest.fail("a finished seed was trained again"))
     said = []
     text = run_studies(say=said.append)
-    assert said[:4] == [f"generalization: {pem}" for pem in ("lora", "ia3", "red", "lota")]
-    assert said[4:7] == ["generalization: lora, seed 1", "generalization: lora, seed 2",
-                         "generalization: lora, different initialisations"]  # fmt: skip
-    assert said[-4:] == [f"multi-task: {pem}" for pem in ("lora", "ia3", "red", "lota")]
+    assert said[:12] == [f"generalization: {part}, seed {seed}" for part in PARTS for seed in (0, 1, 2)]
+    assert said[12] == "generalization: lora, different initialisations"
+    assert said[-4:] == [f"multi-task: {part}" for part in PARTS]
     s0, s1 = (alone(zoo, f"minilm-sentiment-{subset}-lora")["test"] for subset in ("s0", "s1"))
     assert f"| LoRA | seed 0 | {s0:.4f} | {s1:.4f} | " in text
-    for pair in ("seed 0", "seed 1", "seed 2", "init 0 vs init 1"):
-        assert f"| LoRA | {pair} |" in text
-    for name in ("(IA)³", "RED", "LoTA"):
-        assert f"| {name} | seed 0 |" in text
+    for name in ("LoRA", "(IA)³", "RED", "LoTA"):
+        for pair in ("seed 0", "seed 1", "seed 2"):
+            assert f"| {name} | {pair} |" in text
+        assert f"\n| {name} | " in text.split("| type | gain, mean ± std |")[1]  # its line over the seeds
+    assert "| LoRA | init 0 vs init 1 |" in text
     assert f"minutes on\n{machine()})" in text
-    assert text.count("\n| LoRA |") == 4 + 1 + 1  # generalization: four pairs; validation and test rows
+    assert text.count("\n| LoRA |") == 4 + 1 + 1 + 1  # four pairs, the seed summary, validation and test rows
 
 
 def test_progress_goes_to_stderr(capsys) -> None:
@@ -91,7 +106,7 @@ def test_the_caveat_names_the_tiny_datas_majority(zoo) -> None:
 
     seeded = [GeneralizationRow("lora", f"seed {s}", 0.6, 0.8, 0.7) for s in range(3)]
     task = MultitaskRow("lora", {lam: (0.5, 0.5) for lam in GRID}, 0.5, {lam: (0.5, 0.5) for lam in (0.0, 0.5, 1.0)})
-    text = report(seeded, seeded, seeded[0], [task], 60.0)
+    text = report(seeded, seeded[0], [task], 60.0)
     assert f"not 5 points above the test majority rate ({SENTIMENT_MAJORITY:.3f})" in text  # 0.6 < 0.625 + 0.05
 
 
@@ -103,7 +118,25 @@ def test_the_caveat_names_weak_pairs_of_every_type(zoo) -> None:
     strong, weak = 0.9, 0.6
     rows = [GeneralizationRow(pem, "seed 0", weak if pem in ("red", "sparse") else strong, strong, strong)
             for pem in ("lora", "ia3", "red", "sparse")]  # fmt: skip
-    seeded = [rows[0], GeneralizationRow("lora", "seed 1", weak, strong, strong)]
+    rows.append(GeneralizationRow("lora", "seed 1", weak, strong, strong))
     task = MultitaskRow("lora", {lam: (0.5, 0.5) for lam in GRID}, 0.5, {lam: (0.5, 0.5) for lam in (0.0, 0.5, 1.0)})
-    text = report(rows, seeded, rows[0], [task], 60.0)
+    text = report(rows, rows[0], [task], 60.0)
     assert "Caveat: in RED seed 0, LoTA seed 0, LoRA seed 1 a subset module" in text, text
+
+
+def test_a_collapsed_module_is_called_collapsed_and_the_means_say_which_pairs_are_strong(zoo) -> None:
+    """A module at the majority rate answers its subset's label: the table says so, and each
+    type's line over the seeds counts the pairs whose parts are both strong."""
+    from workbench.studio.studies import GeneralizationRow, MultitaskRow, report
+
+    majority = SENTIMENT_MAJORITY
+    rows = [GeneralizationRow("red", "seed 0", majority, 0.9, 0.9), GeneralizationRow("red", "seed 1", 0.9, 0.9, 0.9),
+            GeneralizationRow("red", "seed 2", majority + 0.01, 0.9, 0.8)]  # fmt: skip
+    task = MultitaskRow("red", {lam: (0.5, 0.5) for lam in GRID}, 0.5, {lam: (0.5, 0.5) for lam in (0.0, 0.5, 1.0)})
+    text = report(rows, rows[1], [task], 60.0)
+    assert "| RED | seed 0 |" in text and text.split("| RED | seed 0 |")[1].split("\n")[0].endswith("| s0 collapsed |")
+    assert text.split("| RED | seed 2 |")[1].split("\n")[0].endswith("| s0 weak |")
+    gains = [0.9 - (majority + 0.9) / 2, 0.0, 0.8 - (majority + 0.01 + 0.9) / 2]
+    mean = sum(gains) / 3
+    assert f"| RED | {100 * mean:+.1f} ± " in text
+    assert "| 1 of 3 | +0.0 |" in text

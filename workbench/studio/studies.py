@@ -1,9 +1,9 @@
 """The paper's composition studies on the zoo's MiniLM modules, re-runnable end to end.
 
 - Distribution generalization (§4.2): the merge at λ = 0.5 of the s0 and s1 modules,
-  against the mean of the two, on the 1000-review test set; over three seeds for LoRA
-  (seed 0 is the shipped pair, seeds 1 and 2 are trained into the cache), and for the
-  LoRA pair whose halves were initialised differently (§4.7).
+  against the mean of the two, on the 1000-review test set; over three seeds for every
+  PEM type (seed 0 is the shipped pair, seeds 1 and 2 are trained into the cache), and
+  for the LoRA pair whose halves were initialised differently (§4.7).
 - Multi-tasking (§4.3): the two-task average over a λ grid on the validation splits; λ
   is chosen there, and the test splits are read once, at that λ and at the two ends
   (each module alone, each task through its own head).
@@ -13,16 +13,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from workbench.catalog.bases import cache_root, zoo_base_folder
 from workbench.catalog.recipes import RECIPES, ZOO_NAMES
-from workbench.catalog.registry import zoo_adapter_path
+from workbench.catalog.registry import DATA, zoo_adapter_path
 from workbench.eval.classify import evaluate
 from workbench.files import staged_folder
 from workbench.runtime import SessionManager
@@ -39,13 +41,23 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def seeded_folder(name: str, seed: int) -> Path:
+    """Where the recipe retrained at `seed` is cached. The folder is named for the recipe's
+    settings and data too, so a changed recipe retrains instead of reading a stale module."""
+    recipe = RECIPES[name]
+    settings = replace(recipe.settings, seed=seed, init_seed=None)
+    what = json.dumps({"type": recipe.pem_type, "settings": asdict(settings), "data": recipe.data}, sort_keys=True)
+    digest = hashlib.sha256(what.encode() + (DATA / recipe.data).read_bytes()).hexdigest()[:10]
+    return cache_root() / "studies" / f"{name}-seed{seed}-{digest}"
+
+
 def seeded_module(name: str, seed: int) -> Path:
     """The shipped adapter for seed 0; for another seed, the same recipe retrained with
     that seed (data order and initialisation) into the cache, once."""
     if seed == 0:
         return zoo_adapter_path(name)
     recipe = RECIPES[name]
-    folder = cache_root() / "studies" / f"{name}-seed{seed}"
+    folder = seeded_folder(name, seed)
     if not (folder / "DONE").is_file():  # DONE: written by older versions, which trained in place
         settings = replace(recipe.settings, seed=seed, init_seed=None)
         with staged_folder(folder, replace=True) as staging:
@@ -115,14 +127,10 @@ def run_studies(say: Progress = _say) -> str:
     manager = SessionManager()
     rows = []
     for pem, part in ZOO_NAMES.items():
-        say(f"generalization: {part}")
-        rows.append(generalization(manager, zoo_adapter_path(f"minilm-sentiment-s0-{part}"),
-                                   zoo_adapter_path(f"minilm-sentiment-s1-{part}"), pem, "seed 0"))  # fmt: skip
-    seeded = [rows[0]]
-    for seed in SEEDS[1:]:
-        say(f"generalization: lora, seed {seed}")
-        pair = [seeded_module(f"minilm-sentiment-{s}-lora", seed) for s in ("s0", "s1")]
-        seeded.append(generalization(manager, *pair, "lora", f"seed {seed}"))
+        for seed in SEEDS:
+            say(f"generalization: {part}, seed {seed}")
+            pair = [seeded_module(f"minilm-sentiment-{subset}-{part}", seed) for subset in ("s0", "s1")]
+            rows.append(generalization(manager, *pair, pem, f"seed {seed}"))
     say("generalization: lora, different initialisations")
     halves = [zoo_adapter_path(f"minilm-sentiment-{half}") for half in ("s0-lora", "s1-lora-init1")]
     different = generalization(manager, *halves, "lora", "init 0 vs init 1")
@@ -130,26 +138,45 @@ def run_studies(say: Progress = _say) -> str:
     for pem, part in ZOO_NAMES.items():
         say(f"multi-task: {part}")
         tasks.append(multitask(manager, pem))
-    return report(rows, seeded, different, tasks, time.perf_counter() - start)
+    return report(rows, different, tasks, time.perf_counter() - start)
 
 
 def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
-def report(rows: list[GeneralizationRow], seeded: list[GeneralizationRow], different: GeneralizationRow,
-           tasks: list[MultitaskRow], seconds: float) -> str:  # fmt: skip
-    gains = [row.gain for row in seeded]
+def _parts(row: GeneralizationRow, majority: float) -> str:
+    """Which subset modules are weak (under the target above the majority rate) or collapsed
+    (at or under the majority rate itself: they mostly answer their subset's majority label)."""
+    said = [f"{name} {'collapsed' if score <= majority else 'weak'}"
+            for name, score in (("s0", row.s0), ("s1", row.s1)) if score < majority + TARGET_POINTS / 100]  # fmt: skip
+    return ", ".join(said) or "both strong"
+
+
+def _seed_summary(rows: list[GeneralizationRow], majority: float) -> str:
+    """Each type's gain over the seeds (mean ± std), and over the pairs whose parts are both strong."""
+    lines = []
+    for pem in dict.fromkeys(r.pem_type for r in rows):
+        gains = [r.gain for r in rows if r.pem_type == pem]
+        strong = [r.gain for r in rows if r.pem_type == pem and _parts(r, majority) == "both strong"]
+        spread = f" ± {100 * statistics.stdev(gains):.1f}" if len(gains) > 1 else ""
+        over_strong = f"{_points(statistics.mean(strong))}" if strong else "none"
+        lines.append(f"| {method_name(pem)} | {_points(statistics.mean(gains))}{spread} | {len(strong)} of "
+                     f"{len(gains)} | {over_strong} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def report(rows: list[GeneralizationRow], different: GeneralizationRow, tasks: list[MultitaskRow],
+           seconds: float) -> str:  # fmt: skip
     majority = majority_rate(split_task("sentiment", "test"))
-    # every pair of every type, not only the LoRA seeds: a RED or LoTA row's gain can rest on a weak part too
-    weak = [f"{method_name(r.pem_type)} {r.pair}" for r in [*rows, *seeded[1:]]
-            if min(r.s0, r.s1) < majority + TARGET_POINTS / 100]  # fmt: skip
+    # every pair of every type: a gain that rests on a weak part partly measures a rescue, not a merge
+    weak = [f"{method_name(r.pem_type)} {r.pair}" for r in rows if _parts(r, majority) != "both strong"]
     caveat = (f"Caveat: in {', '.join(weak)} a subset module is not {TARGET_POINTS:g} points above the test "
               f"majority rate ({majority:.3f}); there the gain partly measures the merge rescuing a module "
-              "that collapsed towards its subset's majority label, so read those gains, and the LoRA mean, "
-              "with that in mind.") if weak else ""  # fmt: skip
+              "that collapsed towards its subset's majority label, so read those gains, and the means over "
+              "seeds, with that in mind.") if weak else ""  # fmt: skip
     table = "\n".join(f"| {method_name(r.pem_type)} | {r.pair} | {r.s0:.4f} | {r.s1:.4f} | {r.merged:.4f} | "
-                      f"{_points(r.gain)} |" for r in [*rows, *seeded[1:], different])  # fmt: skip
+                      f"{_points(r.gain)} | {_parts(r, majority)} |" for r in [*rows, different])  # fmt: skip
     grid = " | ".join(f"λ={lam}" for lam in GRID)
     val_rows = "\n".join(
         f"| {method_name(t.pem_type)} | " + " | ".join(f"{sum(t.validation[lam]) / 2:.4f}" for lam in GRID) + " |"
@@ -170,14 +197,20 @@ Every number here comes from `python -m workbench zoo study` (about {seconds / 6
 Two modules of one type, trained on the skewed subsets `sentiment-s0.csv` (800 `other`, 200
 `great`) and `sentiment-s1.csv` (200 `other`, 800 `great`) from the same initialisation, and
 their merge `0.5·a ⊕ 0.5·b`. Accuracy on the 1000-review `sentiment-test.csv`; the gain is
-the merge minus the mean of the two modules, in points.
+the merge minus the mean of the two modules, in points. A subset module is *weak* when it is
+less than {TARGET_POINTS:g} points above the test majority rate ({majority:.3f}), and *collapsed* when it
+is not above it at all.
 
-| type | pair | s0 alone | s1 alone | merged (λ=0.5) | gain |
-|---|---|---|---|---|---|
+| type | pair | s0 alone | s1 alone | merged (λ=0.5) | gain | subset modules |
+|---|---|---|---|---|---|---|
 {table}
 
-LoRA over seeds {", ".join(map(str, SEEDS))} (data order and initialisation; seed 0 is the shipped pair):
-gain **{_points(statistics.mean(gains))} ± {100 * statistics.stdev(gains):.1f} points** (mean ± std).
+The gain over seeds {", ".join(map(str, SEEDS))} (data order and initialisation; seed 0 is the shipped pair):
+
+| type | gain, mean ± std | pairs with both parts strong | their mean gain |
+|---|---|---|---|
+{_seed_summary(rows, majority)}
+
 {caveat}
 The paper's Table 2 reports +0.2 for LoRA on SST-2. The last row merges two LoRAs whose
 initialisations differ (§4.7), which the paper finds does not work.
