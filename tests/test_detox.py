@@ -243,17 +243,3 @@ def test_the_committed_toxic_instructions_are_this_codes_output() -> None:
     made = instructions.toxic(pd.read_csv(DATA / "fortunes-toxic.csv"), tokenizer)
     for part, frame in made.items():
         assert pd.read_csv(DATA / f"instruct-toxic-{part}.csv").equals(frame), part
-
-
-def test_zoo_study_keeps_the_section_and_zoo_detox_writes_it(monkeypatch, tmp_path) -> None:
-    from workbench.cli import main
-
-    out = tmp_path / "studies.md"
-    section = f"{detox.BEGIN}\n## Detoxifying\n{detox.END}\n"
-    out.write_text("# Old studies\n\n" + section, encoding="utf-8")
-    monkeypatch.setattr("workbench.studio.studies.run_studies", lambda: "# New studies\n")
-    assert main(["zoo", "study", "--out", str(out)]) == 0
-    assert out.read_text(encoding="utf-8") == "# New studies\n\n" + section
-    monkeypatch.setattr(detox, "run_detox", lambda document, samples: detox.SECTION.replace(document, "new\n"))
-    assert main(["zoo", "detox", "--out", str(out)]) == 0
-    assert out.read_text(encoding="utf-8") == "# New studies\n\nnew\n"  # the old section replaced, the rest kept

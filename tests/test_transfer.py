@@ -156,20 +156,6 @@ def test_the_section_and_cards_carry_the_measured_numbers(report, tmp_path) -> N
     assert transfer.UNMEASURED not in filled and transfer.results_table(measured) in filled and "final loss" in filled
 
 
-def test_zoo_study_keeps_the_section_and_zoo_transfer_writes_it(monkeypatch, tmp_path) -> None:
-    from workbench.cli import main
-
-    out = tmp_path / "studies.md"
-    section = f"{transfer.BEGIN}\n## Domain transfer\n{transfer.END}\n"
-    out.write_text("# Old studies\n\n" + section, encoding="utf-8")
-    monkeypatch.setattr("workbench.studio.studies.run_studies", lambda: "# New studies\n")
-    assert main(["zoo", "study", "--out", str(out)]) == 0
-    assert out.read_text(encoding="utf-8") == "# New studies\n\n" + section
-    monkeypatch.setattr(transfer, "run_transfer", lambda document: transfer.SECTION.replace(document, "new\n"))
-    assert main(["zoo", "transfer", "--out", str(out)]) == 0
-    assert out.read_text(encoding="utf-8") == "# New studies\n\nnew\n"
-
-
 @pytest.mark.parametrize("pem", transfer.PEM_TYPES)
 def test_the_preset_starts_at_the_studys_lambda_and_quotes_it(pem) -> None:
     import re

@@ -2,6 +2,7 @@
 
 import bz2
 import gzip
+import importlib
 import lzma
 import struct
 import zlib
@@ -161,3 +162,30 @@ def test_classifier_card_shows_accuracy_against_majority_and_any_missed_target()
     assert ("**Note.** Meets the target of 5 points above the majority rate on validation: 0.7000 against 0.6420 "
             "(+5.8 points). Tried:") in missed and "200 great, 800 other" in missed
     assert "**Note.**" not in classifier_card(RECIPES["minilm-sentiment-s0-lora"], report, 100.0, 0.3)
+
+
+STUDY_SECTIONS = {  # command: the runner a test stands in for, given the new marked section
+    "ablation": ("ablation", "run_ablation", lambda new: lambda samples: new),
+    "detox": ("detox", "run_detox", lambda new: lambda document, samples: SECTIONS["detox"].replace(document, new)),
+    "transfer": ("transfer", "run_transfer", lambda new: lambda document: SECTIONS["transfer"].replace(document, new)),
+}
+SECTIONS = {command: importlib.import_module(f"workbench.studio.{module}").SECTION
+            for command, (module, _, _) in STUDY_SECTIONS.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", STUDY_SECTIONS)
+def test_zoo_study_keeps_every_studys_section_and_its_own_command_rewrites_it(command, monkeypatch, tmp_path) -> None:
+    """`zoo study` rewrites the document but keeps the sections the other study commands own;
+    each of those commands replaces only its own section."""
+    out = tmp_path / "studies.md"
+    sections = "\n".join(f"{section.begin}\n## {name}\n{section.end}\n" for name, section in SECTIONS.items())
+    out.write_text("# Old studies\n\n" + sections, encoding="utf-8")
+    monkeypatch.setattr("workbench.studio.studies.run_studies", lambda: "# New studies\n")
+    assert main(["zoo", "study", "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == "# New studies\n\n" + sections
+    module, runner, stand_in = STUDY_SECTIONS[command]
+    section = SECTIONS[command]
+    new = f"{section.begin}\nnew\n{section.end}\n"
+    monkeypatch.setattr(f"workbench.studio.{module}.{runner}", stand_in(new))
+    assert main(["zoo", command, "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == "# New studies\n\n" + sections.replace(section.kept(sections), new)
