@@ -85,3 +85,20 @@ def test_lambda_is_chosen_on_validation_and_test_is_reported_beside(controller) 
     assert values["lam"] in set(allowed["lam"])  # the rule, applied to the validation curve
     assert allowed[allowed["lam"] == values["lam"]]["toxicity"].iloc[0] == allowed["toxicity"].min()
     assert "chosen on validation" in text and "Test, never used to choose" in text
+
+
+def test_the_curves_grid_is_the_opened_presets_while_its_expression_is_on_screen(controller, monkeypatch) -> None:
+    """One rule finds a session's preset: the one it opened. Its grid draws the curve until the
+    expression is edited; a session built by hand with the same expression gets the plain grid."""
+    from workbench.catalog.presets import PRESETS, Preset
+
+    preset = Preset("coarse", "a test", "smollm2-135m-instruct", {}, "-lam*toxic", "lam=0:1:0.5", ())
+    monkeypatch.setitem(PRESETS, "coarse", preset)
+    controller.recompose("s", "-lam*toxic", {"lam": 0.5})
+    assert len(controller.curve("s").grid) == 11  # built by hand: the plain grid, whatever the expression
+    controller.ui("s").preset = "coarse"  # as Controller.start leaves a session it opened on the preset
+    controller.recompose("s", "-lam*toxic", {"lam": 0.4})  # a change of value: the same curve
+    controller.recompose("s", "-lam*a", {"lam": 0.5})
+    assert len(controller.curve("s").grid) == 11  # edited away from the preset's expression
+    controller.recompose("s", "-lam*toxic", {"lam": 0.5})
+    assert controller.curve("s").grid == (0.0, 0.5, 1.0)

@@ -519,9 +519,14 @@ class Controller:
             return [toxicity, PerplexityMeasure(austen_slice())]
         return []
 
+    def _preset(self, session: str) -> Preset | None:
+        """The preset the session opened (none for a session built by hand, or once a bare base
+        is loaded): the one rule for which preset's tasks and grid a session reads."""
+        return PRESETS.get(self.ui(session).preset)
+
     def _preset_tasks(self, session: str) -> tuple[str, ...]:
-        """The validation tasks the session's preset is about (none for a session built by hand)."""
-        preset = PRESETS.get(self.ui(session).preset)
+        """The validation tasks the session's preset is about."""
+        preset = self._preset(session)
         return preset.tasks if preset is not None else ()
 
     def _test_measures(self, session: str) -> list:
@@ -551,8 +556,9 @@ class Controller:
         if ui.curve is not None:
             ui.curve.stale.set()
         parameters = self.parameters(session, state.expression)
-        preset = next((p for p in PRESETS.values() if p.expression == state.expression and p.base == state.base), None)
-        grid = parse_grids([f"x={preset.grid.partition('=')[2] if preset else LIVE_GRID}"])[0]
+        preset = self._preset(session)
+        own = preset is not None and preset.expression == state.expression  # an edited expression has no preset grid
+        grid = parse_grids([f"x={preset.grid.partition('=')[2] if own else LIVE_GRID}"])[0]
         columns = tuple(c for m in self.live_measures(session) for c in m.columns)
         ui.curve = LiveCurve(identity, parameters[0] if len(parameters) == 1 else None, grid.values, columns)
         return ui.curve
