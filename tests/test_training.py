@@ -51,6 +51,27 @@ def test_red_training_changes_only_the_edit_vectors(base_dirs, tmp_path, monkeyp
     assert not changed, changed
 
 
+@pytest.mark.parametrize(("schedule", "expected"), [("constant", [1e-2] * 4), ("linear", [0.0, 5e-3, 1e-2, 5e-3])])
+def test_the_learning_rate_follows_the_settings_schedule(base_dirs, tmp_path, monkeypatch, schedule, expected) -> None:
+    """Linear: RED's GLUE recipe, warm up over the first steps, then decay to 0; the head's
+    rate follows the same curve. Constant: every other recipe, unchanged."""
+    from dataclasses import replace
+
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def record(self, *args, **kwargs):
+        seen.append([group["lr"] for group in self.param_groups])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", record)
+    settings = replace(SETTINGS, steps=4, learning_rate=1e-2, schedule=schedule, warmup_ratio=0.5)
+    train("red", base_dirs["llama"], TEXTS, settings, tmp_path / "red")
+    assert [rates[0] for rates in seen] == pytest.approx(expected)
+    assert settings.optimiser == ("AdamW lr 0.01" if schedule == "constant" else
+                                  "AdamW lr 0.01, 2 warmup steps then linear decay to 0")  # fmt: skip
+
+
 def test_lota_changes_only_masked_weights_and_lotto_is_disjoint(base_dirs, tmp_path) -> None:
     first, _ = train("sparse", base_dirs["llama"], TEXTS, SETTINGS, tmp_path / "lota")
     assert isinstance(first, SparseModule) and first.config["method"] == "lota"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pydantic
 from pydantic import Field
@@ -34,10 +34,23 @@ class TrainSettings:
     calibration_steps: Positive = 20  # LoTA phase 1
     init_seed: Annotated[int, Field(ge=0)] | None = None  # the PEM's and head's initialisation, if not `seed`
     head_learning_rate: Rate | None = None  # a classifier's head, when it differs from `learning_rate`
+    schedule: Literal["constant", "linear"] = "constant"  # linear: warm up, then decay to 0 (RED's GLUE recipe)
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0  # of the steps, under the linear schedule
 
     @property
     def initialisation(self) -> int:
         return self.seed if self.init_seed is None else self.init_seed
+
+    @property
+    def warmup_steps(self) -> int:
+        return round(self.warmup_ratio * self.steps)
+
+    @property
+    def optimiser(self) -> str:
+        """The optimiser as a model card states it."""
+        if self.schedule == "constant":
+            return f"AdamW lr {self.learning_rate}"
+        return f"AdamW lr {self.learning_rate}, {self.warmup_steps} warmup steps then linear decay to 0"
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,7 @@ def instruct_card(recipe: Recipe, train_seconds: float, loss: float, measured: s
     """A module's card: its training, then the study's measured block (`measured`, between markers)."""
     s = recipe.settings
     rows = len(recipe.texts())
-    epochs, optimiser = s.steps * s.batch_size / rows, f"AdamW lr {s.learning_rate}"
+    epochs, optimiser = s.steps * s.batch_size / rows, s.optimiser
     start = CONTINUES.get(recipe.name)
     begins = (f"continues `{start}` (its factors are the starting point; rank and targets are its)" if start
               else f"a fresh LoRA, initialised from seed {s.initialisation}")  # fmt: skip

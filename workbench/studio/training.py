@@ -96,6 +96,10 @@ def _optimise(model, parameters, tokenizer, texts, settings: TrainSettings, desc
     if head:
         groups.append({"params": [p for p in parameters if id(p) in head], "lr": settings.head_learning_rate})
     optimiser = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=0.0)
+    from transformers import get_scheduler
+
+    schedule = get_scheduler(settings.schedule, optimiser, num_warmup_steps=settings.warmup_steps,
+                             num_training_steps=settings.steps)  # fmt: skip
     data = batches(tokenizer, texts, settings, labels, masked and labels is None)
     recent: list[float] = []
     model.train()
@@ -107,6 +111,7 @@ def _optimise(model, parameters, tokenizer, texts, settings: TrainSettings, desc
                 for parameter, keep in mask:
                     parameter.grad.mul_(keep)
             optimiser.step()
+            schedule.step()
             optimiser.zero_grad(set_to_none=True)
             recent = (recent + [float(loss.detach())])[-20:]
             steps.set_postfix(loss=f"{recent[-1]:.3f}")

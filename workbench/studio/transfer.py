@@ -207,7 +207,7 @@ def lm_card(recipe: Recipe, train_seconds: float, loss: float, measured: str = U
     """An LM module's card: its training, then the study's measured block (between markers)."""
     s = recipe.settings
     rows = len(recipe.texts())
-    epochs, optimiser = s.steps * s.batch_size / rows, f"AdamW lr {s.learning_rate}"
+    epochs, optimiser = s.steps * s.batch_size / rows, s.optimiser
     return f"""# {recipe.name}
 
 A {method_name(recipe.pem_type)} module on `{recipe.base}` for {recipe.purpose}.
