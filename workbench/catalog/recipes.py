@@ -64,6 +64,10 @@ _MINILM = TrainSettings(steps=150, batch_size=16, max_length=128, seed=0, rank=8
 # more closely: a 5% mask calibrated for one epoch, a full-fine-tuning rate, the head at 1e-2.
 LEARNING_RATES = {"lora": 1e-3, "ia3": 1e-2, "red": 1e-2, "sparse": 2e-4}
 STEPS = {"red": 300}
+# RED's distribution-generalization pair: at 1e-2 its s0 module fitted its skewed subset without carrying
+# over (validation 0.596, under the majority rate); at its paper's SST-2 rate, 1e-3 (RED, Table 9), with the
+# head at 1e-2, for 600 steps (9.6 epochs), s0 reached validation 0.702, 6.0 points above the majority rate.
+GENERALIZATION_CHANGES = {"red": {"learning_rate": 1e-3, "head_learning_rate": 1e-2, "steps": 600}}
 LOTA = {"head_learning_rate": 1e-2, "density": 0.05, "calibration_steps": 63}  # 63 steps: one epoch of 1000
 _GENERALIZATION = "distribution generalization (paper §4.2): one of two skewed subsets of the sentiment data"
 _MULTITASK = "multi-tasking (paper §4.3): one task of two, composed with the other task's module"
@@ -72,9 +76,11 @@ _MULTITASK = "multi-tasking (paper §4.3): one task of two, composed with the ot
 # What was tried for a module that missed its target. The card measures and states the verdict and
 # this module's numbers itself; only the earlier attempts, which no rerun measures, are written here.
 _MISSED = {
-    "minilm-sentiment-s0-red": "Tried: lr 1e-2 for 150 steps (validation 0.644), then for 300 steps (this "
-    "module); its training loss falls (the final loss above), so it fits the skewed subset without carrying "
-    "over. The RED paper trains 20-40 epochs (this module's are in the steps row).",
+    "minilm-sentiment-s0-red": "Tried, at lr 1e-2 for edits and head: 150 steps (validation 0.644), 300 steps "
+    "(0.596), 1250 steps (0.600); the training loss fell, so the module fitted its skewed subset without "
+    "carrying over. The head at 1e-3 (0.358 and 0.458 with the edits at 1e-2 and 3e-3), the head alone "
+    "(0.358) and decay of the edits towards the identity (0.518, 0.580) did no better. This module trains "
+    "its edits at the RED paper's SST-2 rate, 1e-3, and its head at 1e-2.",
     "minilm-sentiment-s0-lota": "Tried: a 1% mask, lr 5e-4, head 1e-3 (all one class, validation 0.358), then "
     "this module's settings (above).",
 }
@@ -82,8 +88,8 @@ _MISSED = {
 
 def classifier(name: str, pem_type: str, data: str, task: str, purpose: str, **changes: object) -> Recipe:
     lota = LOTA if pem_type == "sparse" else {}
-    settings = replace(_MINILM, learning_rate=LEARNING_RATES[pem_type], steps=STEPS.get(pem_type, _MINILM.steps),
-                       **lota, **changes)  # fmt: skip
+    defaults = {"learning_rate": LEARNING_RATES[pem_type], "steps": STEPS.get(pem_type, _MINILM.steps), **lota}
+    settings = replace(_MINILM, **(defaults | changes))
     exclude = "minilm-sentiment-lota" if name == "minilm-topic-lota" else None  # the LoTA pair is LoTA + LoTTO
     return Recipe(name, pem_type, "minilm-l6", data, settings, purpose, exclude, task, _MISSED.get(name, ""))
 
@@ -93,7 +99,7 @@ def _classifiers() -> list[Recipe]:
     for pem, part in ZOO_NAMES.items():
         for subset in ("s0", "s1"):
             recipes.append(classifier(f"minilm-sentiment-{subset}-{part}", pem, f"sentiment-{subset}.csv",
-                                      "sentiment", _GENERALIZATION))  # fmt: skip
+                                      "sentiment", _GENERALIZATION, **GENERALIZATION_CHANGES.get(pem, {})))  # fmt: skip
     # §4.7: the s1 partner of the LoRA pair, initialised differently (seed 1) from s0's
     recipes.append(classifier("minilm-sentiment-s1-lora-init1", "lora", "sentiment-s1.csv", "sentiment",
                               _GENERALIZATION, init_seed=1))  # fmt: skip
