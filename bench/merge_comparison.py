@@ -1,5 +1,6 @@
 """KnOTS, TSV-M and Iso-C against linear (exact task arithmetic) and TIES on the zoo's
-multi-task LoRA pair; prints the markdown tables that docs/zoo-studies.md holds.
+multi-task LoRA pair; prints the markdown tables that docs/zoo-studies.md holds between its
+`MERGE_COMPARISON` markers (`workbench/studio/sections.py`), which `zoo study` keeps.
 
     .venv/bin/python bench/merge_comparison.py [--n N] [--density 0.2]
 

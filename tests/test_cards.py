@@ -81,12 +81,12 @@ def test_classifier_card_computes_the_verdict_and_keeps_what_was_tried() -> None
     red = RECIPES["minilm-sentiment-s0-red"]
     below = classifier_card(red, classifier_report(0.596), 356.0, 0.3139)
     assert ("**Note.** Below the target of 5 points above the majority rate on validation: 0.5960 against 0.6420 "
-            "(-4.6 points). Tried: lr 1e-2 for 150 steps") in below  # fmt: skip
+            "(-4.6 points). Tried, at lr 1e-2 for edits and head: 150 steps") in below  # fmt: skip
     assert "| validation | 0.5960 | 0.6420 | -4.6 |" in below
-    assert "| steps | 300 × batch 16 (4.8 epochs of 1000 examples), max length 128 tokens" in below
+    assert "| steps | 600 × batch 16 (9.6 epochs of 1000 examples), max length 128 tokens, AdamW lr 0.001 |" in below
     met = classifier_card(red, classifier_report(0.7), 356.0, 0.3139)
     assert "**Note.** Meets the target of 5 points above the majority rate on validation: 0.7000 against 0.6420 " \
-           "(+5.8 points). Tried:" in met  # fmt: skip
+           "(+5.8 points). Tried," in met  # fmt: skip
     lota = classifier_card(RECIPES["minilm-topic-lota"], classifier_report(0.9, majority=0.25), 91.0, 0.5)
     assert ("| module | LoTA: 63 calibration steps of full fine-tuning, then the global top 5% of |Δ| as the "
             "mask, trained sparse from the base; LoTTO: the mask stays out of `minilm-sentiment-lota`'s |") in lota

@@ -141,7 +141,7 @@ def test_multitask_presets_start_at_the_studys_lambda_and_quote_it(pem) -> None:
 def test_generalization_presets_quote_the_study(pem) -> None:
     preset = PRESETS[f"distribution-generalization-{pem}"]
     rows = [cells for cells in table(STUDIES, "| type | pair |") if cells[:2] == [TYPES[pem], "seed 0"]]
-    (_, _, s0, s1, merged, _), = rows
+    ((_, _, s0, s1, merged, *_),) = rows
     assert preset.values == {"lam": 0.5}  # the study merges at λ = 0.5
     found = re.search(r"s0 ([\d.]+), s1 ([\d.]+), λ=0.5 ([\d.]+)\.", preset.guide)
     assert found, preset.guide
@@ -154,6 +154,6 @@ def test_the_parsers_read_what_the_cards_say(tmp_path: Path) -> None:
     measured = unlearning_card("smollm2-toxic-lora")
     assert measured["lam"] == 0.2 and measured["interval"] == (-0.0351, -0.0134)
     assert measured["rows"]["negated"] == [0.0313, 0.0, 34.251]
-    assert classifier_rows("minilm-sentiment-s0-red")["validation"] == ["0.5960", "0.6420", "-4.6"]
+    assert classifier_rows("minilm-sentiment-s0-red")["validation"] == ["0.7020", "0.6420", "+6.0"]
     assert table("| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |", "| a |") == [["1", "2"]]
     assert number("−0.035") == -0.035 and close(0.035, 0.0351, 3) and not close(0.034, 0.0351, 3)

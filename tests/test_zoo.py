@@ -18,6 +18,7 @@ from workbench.errors import WorkbenchError
 from workbench.modules import PEM_TYPES
 from workbench.studio import extract
 from workbench.studio.cards import bootstrap_difference
+from workbench.studio.sections import MERGE_COMPARISON
 from workbench.studio.splits import skewed_subsets
 from workbench.studio.training import recipe_labels
 
@@ -142,12 +143,13 @@ def test_study_report_states_gains_and_the_chosen_lambda() -> None:
     from workbench.studio.studies import GRID, GeneralizationRow, MultitaskRow, report
 
     seeded = [GeneralizationRow("lora", f"seed {s}", 0.70, 0.80, 0.76 + 0.01 * s) for s in range(3)]
-    rows = [seeded[0], GeneralizationRow("ia3", "seed 0", 0.7, 0.7, 0.69)]
+    rows = [*seeded, GeneralizationRow("ia3", "seed 0", 0.7, 0.7, 0.69)]
     different = GeneralizationRow("lora", "init 0 vs init 1", 0.7, 0.8, 0.5)
     validation = {lam: (0.8 - 0.1 * lam, 0.5 + 0.2 * lam) for lam in GRID}
     task = MultitaskRow("lora", validation, 0.5, {0.0: (0.5, 0.9), 0.5: (0.8, 0.85), 1.0: (0.85, 0.4)})
-    text = report(rows, seeded, different, [task], 60.0)
-    assert "gain **+2.0 ± 1.0 points**" in text  # 0.76, 0.77, 0.78 against a mean of 0.75
+    text = report(rows, different, [task], 60.0)
+    assert "| LoRA | +2.0 ± 1.0 | " in text  # 0.76, 0.77, 0.78 against a mean of 0.75
+    assert "| (IA)³ | -1.0 | " in text  # one seed: no spread
     assert "| (IA)³ | seed 0 | 0.7000 | 0.7000 | 0.6900 | -1.0 |" in text
     assert "| LoRA | init 0 vs init 1 | 0.7000 | 0.8000 | 0.5000 | -25.0 |" in text
     assert "| LoRA | 0.5 | 0.8000 | 0.8500 | 0.8250 | 0.6250 | 0.7000 | +12.5 |" in text
@@ -160,7 +162,7 @@ def test_classifier_card_shows_accuracy_against_majority_and_any_missed_target()
     missed = classifier_card(RECIPES["minilm-sentiment-s0-red"], report, 100.0, 0.3)
     assert "| validation | 0.7000 | 0.6420 | +5.8 |" in missed and "| test | 0.7200 | 0.6580 | +6.2 |" in missed
     assert ("**Note.** Meets the target of 5 points above the majority rate on validation: 0.7000 against 0.6420 "
-            "(+5.8 points). Tried:") in missed and "200 great, 800 other" in missed
+            "(+5.8 points). Tried,") in missed and "200 great, 800 other" in missed
     assert "**Note.**" not in classifier_card(RECIPES["minilm-sentiment-s0-lora"], report, 100.0, 0.3)
 
 
@@ -175,10 +177,11 @@ SECTIONS = {command: importlib.import_module(f"workbench.studio.{module}").SECTI
 
 @pytest.mark.parametrize("command", STUDY_SECTIONS)
 def test_zoo_study_keeps_every_studys_section_and_its_own_command_rewrites_it(command, monkeypatch, tmp_path) -> None:
-    """`zoo study` rewrites the document but keeps the sections the other study commands own;
-    each of those commands replaces only its own section."""
+    """`zoo study` rewrites the document but keeps the sections the other study commands own,
+    and the merge comparison's; each of those commands replaces only its own section."""
     out = tmp_path / "studies.md"
-    sections = "\n".join(f"{section.begin}\n## {name}\n{section.end}\n" for name, section in SECTIONS.items())
+    kept = {"merge comparison": MERGE_COMPARISON, **SECTIONS}  # the first has no command: a benchmark fills it
+    sections = "\n".join(f"{section.begin}\n## {name}\n{section.end}\n" for name, section in kept.items())
     out.write_text("# Old studies\n\n" + sections, encoding="utf-8")
     monkeypatch.setattr("workbench.studio.studies.run_studies", lambda: "# New studies\n")
     assert main(["zoo", "study", "--out", str(out)]) == 0

@@ -38,7 +38,7 @@ class Preset:
 # multi-task: the two-task average at the λ chosen on validation, then the best module alone)
 # and the toxic modules' cards (mean toxicity and perplexity, base then negated at the card's λ).
 _GENERALIZATION = {"lora": (0.789, 0.816, 0.821), "ia3": (0.767, 0.794, 0.829),
-                   "red": (0.598, 0.777, 0.792), "lota": (0.659, 0.821, 0.808)}  # fmt: skip
+                   "red": (0.703, 0.746, 0.819), "lota": (0.659, 0.821, 0.808)}  # fmt: skip
 _MULTITASK = {"lora": (0.829, 0.657), "ia3": (0.832, 0.754), "red": (0.857, 0.775), "lota": (0.810, 0.704)}
 _UNLEARNING = {"lora": (0.055, 0.031, 33.32, 34.25), "ia3": (0.055, 0.041, 33.32, 33.75),
                "red": (0.055, 0.033, 33.32, 34.04)}  # fmt: skip

@@ -57,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "study":
         from workbench.studio import ablation, detox, transfer
+        from workbench.studio.sections import MERGE_COMPARISON
         from workbench.studio.studies import run_studies
 
         require_file_target(args.out)
-        owned = [(section, section.kept(_read(args.out))) for section in (ablation.SECTION, detox.SECTION,
-                                                                          transfer.SECTION)]  # fmt: skip
+        kept_sections = (MERGE_COMPARISON, ablation.SECTION, detox.SECTION, transfer.SECTION)
+        owned = [(section, section.kept(_read(args.out))) for section in kept_sections]
         with staged_file(args.out) as partial:  # made now, so an --out that cannot be written fails before the study
             report = run_studies()
             for section, kept in owned:  # the sections other commands write stay as they are

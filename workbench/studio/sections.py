@@ -1,8 +1,9 @@
 """Marked sections of a document that one command owns and the others keep.
 
-`zoo study` rewrites `docs/zoo-studies.md`, while `zoo ablation` and `zoo detox` each write
-their own section of it between HTML-comment markers; a model card's measured block is
-filled in the same way. Each owner names its markers once, here.
+`zoo study` rewrites `docs/zoo-studies.md`, while `zoo ablation`, `zoo detox` and `zoo
+transfer` each write their own section of it between HTML-comment markers, and the merge
+comparison's section holds `bench/merge_comparison.py`'s tables; a model card's measured
+block is filled in the same way. Each owner names its markers once.
 """
 
 from __future__ import annotations
@@ -49,3 +50,8 @@ def fill_cards(cards: Iterable[Path], section: Section, block: str) -> list[Path
             partial.write_text(section.replace(path.read_text(encoding="utf-8"), marked), encoding="utf-8")
         written.append(path)
     return written
+
+
+# The LoRA-merge comparison (KnOTS, TSV-M, Iso-C): its tables come from bench/merge_comparison.py,
+# which is a benchmark, not a zoo command, so its markers live here.
+MERGE_COMPARISON = Section("<!-- merge-comparison: begin -->", "<!-- merge-comparison: end -->")
