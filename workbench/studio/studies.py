@@ -25,6 +25,7 @@ from pathlib import Path
 from workbench.catalog.bases import cache_root, zoo_base_folder
 from workbench.catalog.recipes import RECIPES, ZOO_NAMES
 from workbench.catalog.registry import DATA, zoo_adapter_path
+from workbench.catalog.training_settings import TrainSettings
 from workbench.eval.classify import evaluate
 from workbench.files import staged_folder
 from workbench.runtime import SessionManager
@@ -41,11 +42,16 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _seeded_settings(name: str, seed: int) -> TrainSettings:
+    """The recipe's settings with `seed` for both data order and initialisation."""
+    return replace(RECIPES[name].settings, seed=seed, init_seed=None)
+
+
 def seeded_folder(name: str, seed: int) -> Path:
     """Where the recipe retrained at `seed` is cached. The folder is named for the recipe's
     settings and data too, so a changed recipe retrains instead of reading a stale module."""
     recipe = RECIPES[name]
-    settings = replace(recipe.settings, seed=seed, init_seed=None)
+    settings = _seeded_settings(name, seed)
     what = json.dumps({"type": recipe.pem_type, "settings": asdict(settings), "data": recipe.data}, sort_keys=True)
     digest = hashlib.sha256(what.encode() + (DATA / recipe.data).read_bytes()).hexdigest()[:10]
     return cache_root() / "studies" / f"{name}-seed{seed}-{digest}"
@@ -58,10 +64,9 @@ def seeded_module(name: str, seed: int) -> Path:
         return zoo_adapter_path(name)
     recipe = RECIPES[name]
     folder = seeded_folder(name, seed)
-    if not (folder / "DONE").is_file():  # DONE: written by older versions, which trained in place
-        settings = replace(recipe.settings, seed=seed, init_seed=None)
+    if not (folder / "DONE").is_file():  # DONE: the module in the folder finished training
         with staged_folder(folder, replace=True) as staging:
-            train(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), settings, staging,
+            train(recipe.pem_type, zoo_base_folder(recipe.base), recipe.texts(), _seeded_settings(name, seed), staging,
                   labels=recipe_labels(recipe))  # fmt: skip
             (staging / "DONE").write_text("", encoding="utf-8")
     return folder
@@ -145,11 +150,19 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
+def _weak(score: float, majority: float) -> bool:
+    return score < majority + TARGET_POINTS / 100
+
+
+def _strong(row: GeneralizationRow, majority: float) -> bool:
+    return not (_weak(row.s0, majority) or _weak(row.s1, majority))
+
+
 def _parts(row: GeneralizationRow, majority: float) -> str:
     """Which subset modules are weak (under the target above the majority rate) or collapsed
     (at or under the majority rate itself: they mostly answer their subset's majority label)."""
     said = [f"{name} {'collapsed' if score <= majority else 'weak'}"
-            for name, score in (("s0", row.s0), ("s1", row.s1)) if score < majority + TARGET_POINTS / 100]  # fmt: skip
+            for name, score in (("s0", row.s0), ("s1", row.s1)) if _weak(score, majority)]  # fmt: skip
     return ", ".join(said) or "both strong"
 
 
@@ -158,9 +171,9 @@ def _seed_summary(rows: list[GeneralizationRow], majority: float) -> str:
     lines = []
     for pem in dict.fromkeys(r.pem_type for r in rows):
         gains = [r.gain for r in rows if r.pem_type == pem]
-        strong = [r.gain for r in rows if r.pem_type == pem and _parts(r, majority) == "both strong"]
+        strong = [r.gain for r in rows if r.pem_type == pem and _strong(r, majority)]
         spread = f" ± {100 * statistics.stdev(gains):.1f}" if len(gains) > 1 else ""
-        over_strong = f"{_points(statistics.mean(strong))}" if strong else "none"
+        over_strong = _points(statistics.mean(strong)) if strong else "none"
         lines.append(f"| {method_name(pem)} | {_points(statistics.mean(gains))}{spread} | {len(strong)} of "
                      f"{len(gains)} | {over_strong} |")  # fmt: skip
     return "\n".join(lines)
@@ -170,7 +183,7 @@ def report(rows: list[GeneralizationRow], different: GeneralizationRow, tasks: l
            seconds: float) -> str:  # fmt: skip
     majority = majority_rate(split_task("sentiment", "test"))
     # every pair of every type: a gain that rests on a weak part partly measures a rescue, not a merge
-    weak = [f"{method_name(r.pem_type)} {r.pair}" for r in rows if _parts(r, majority) != "both strong"]
+    weak = [f"{method_name(r.pem_type)} {r.pair}" for r in rows if not _strong(r, majority)]
     caveat = (f"Caveat: in {', '.join(weak)} a subset module is not {TARGET_POINTS:g} points above the test "
               f"majority rate ({majority:.3f}); there the gain partly measures the merge rescuing a module "
               "that collapsed towards its subset's majority label, so read those gains, and the means over "
