@@ -147,6 +147,8 @@ def test_generalization_presets_quote_the_study(pem) -> None:
     assert found, preset.guide
     for quoted, exact in zip(map(float, found.groups()), (s0, s1, merged), strict=True):
         assert close(quoted, float(exact), 3), (pem, quoted, exact)
+    above = float(merged) > max(float(s0), float(s1))
+    assert ("Look for the curve's middle above both ends" in preset.guide) == above, preset.guide
 
 
 def test_the_parsers_read_what_the_cards_say(tmp_path: Path) -> None:

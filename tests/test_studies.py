@@ -10,7 +10,17 @@ from tiny_zoo import SENTIMENT_MAJORITY, install, train_classifiers
 from workbench.runtime import SessionManager
 from workbench.studio import studies
 from workbench.studio.cards import machine, measure_classifier
-from workbench.studio.studies import GRID, generalization, multitask, run_studies, seeded_folder, seeded_module
+from workbench.studio.studies import (
+    GRID,
+    GeneralizationRow,
+    MultitaskRow,
+    generalization,
+    multitask,
+    report,
+    run_studies,
+    seeded_folder,
+    seeded_module,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +77,26 @@ def test_a_changed_recipe_is_retrained_not_read_from_a_stale_cache(zoo, monkeypa
     monkeypatch.setitem(studies.RECIPES, "minilm-sentiment-s0-red", changed)
     assert seeded_folder("minilm-sentiment-s0-red", 1) != before
     assert seeded_folder("minilm-sentiment-s0-red", 2) != seeded_folder("minilm-sentiment-s0-red", 1)
+
+
+def test_a_new_setting_at_its_default_keeps_every_cached_name(zoo, monkeypatch) -> None:
+    """Only settings that differ from their defaults name the cache, so adding a setting to
+    TrainSettings does not orphan the seeds already trained; setting it does retrain them."""
+    import pydantic
+
+    from workbench.catalog.training_settings import TrainSettings
+
+    @pydantic.dataclasses.dataclass(frozen=True)
+    class Wider(TrainSettings):
+        momentum: float = 0.0
+
+    recipe = studies.RECIPES["minilm-sentiment-s0-lota"]
+    before = seeded_folder(recipe.name, 1)
+    wider = Wider(**{f: getattr(recipe.settings, f) for f in recipe.settings.__dataclass_fields__})
+    monkeypatch.setitem(studies.RECIPES, recipe.name, replace(recipe, settings=wider))
+    assert seeded_folder(recipe.name, 1) == before
+    monkeypatch.setitem(studies.RECIPES, recipe.name, replace(recipe, settings=replace(wider, momentum=0.9)))
+    assert seeded_folder(recipe.name, 1) != before
 
 
 PARTS = ("lora", "ia3", "red", "lota")
@@ -140,3 +170,17 @@ def test_a_collapsed_module_is_called_collapsed_and_the_means_say_which_pairs_ar
     mean = sum(gains) / 3
     assert f"| RED | {100 * mean:+.1f} ± " in text
     assert "| 1 of 3 | +0.0 |" in text
+
+
+def test_study_report_states_gains_and_the_chosen_lambda() -> None:
+    seeded = [GeneralizationRow("lora", f"seed {s}", 0.70, 0.80, 0.76 + 0.01 * s) for s in range(3)]
+    rows = [*seeded, GeneralizationRow("ia3", "seed 0", 0.7, 0.7, 0.69)]
+    different = GeneralizationRow("lora", "init 0 vs init 1", 0.7, 0.8, 0.5)
+    validation = {lam: (0.8 - 0.1 * lam, 0.5 + 0.2 * lam) for lam in GRID}
+    task = MultitaskRow("lora", validation, 0.5, {0.0: (0.5, 0.9), 0.5: (0.8, 0.85), 1.0: (0.85, 0.4)})
+    text = report(rows, different, [task], 60.0)
+    assert "| LoRA | +2.0 ± 1.0 | " in text  # 0.76, 0.77, 0.78 against a mean of 0.75
+    assert "| (IA)³ | -1.0 | " in text  # one seed: no spread
+    assert "| (IA)³ | seed 0 | 0.7000 | 0.7000 | 0.6900 | -1.0 |" in text
+    assert "| LoRA | init 0 vs init 1 | 0.7000 | 0.8000 | 0.5000 | -25.0 |" in text
+    assert "| LoRA | 0.5 | 0.8000 | 0.8500 | 0.8250 | 0.6250 | 0.7000 | +12.5 |" in text

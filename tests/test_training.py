@@ -68,8 +68,27 @@ def test_the_learning_rate_follows_the_settings_schedule(base_dirs, tmp_path, mo
     settings = replace(SETTINGS, steps=4, learning_rate=1e-2, schedule=schedule, warmup_ratio=0.5)
     train("red", base_dirs["llama"], TEXTS, settings, tmp_path / "red")
     assert [rates[0] for rates in seen] == pytest.approx(expected)
-    assert settings.optimiser == ("AdamW lr 0.01" if schedule == "constant" else
+    assert settings.optimisation == ("AdamW lr 0.01" if schedule == "constant" else
                                   "AdamW lr 0.01, 2 warmup steps then linear decay to 0")  # fmt: skip
+
+
+def test_a_recipe_that_names_rmsprop_trains_both_lota_phases_with_it(base_dirs, tmp_path, monkeypatch) -> None:
+    """RMSprop, at PyTorch's defaults, is the LoTA paper's optimiser; AdamW stays every other recipe's."""
+    from dataclasses import replace
+
+    steps = []
+    step = torch.optim.RMSprop.step
+
+    def record(self, *args, **kwargs):
+        steps.append(self.defaults["alpha"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.RMSprop, "step", record)
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda *a, **k: pytest.fail("AdamW stepped"))
+    settings = replace(SETTINGS, optimiser="RMSprop")
+    train("sparse", base_dirs["llama"], TEXTS, settings, tmp_path / "lota")
+    assert steps == [0.99] * (settings.calibration_steps + settings.steps)  # PyTorch's default smoothing
+    assert settings.optimisation == "RMSprop lr 0.01"
 
 
 def test_lota_changes_only_masked_weights_and_lotto_is_disjoint(base_dirs, tmp_path) -> None:

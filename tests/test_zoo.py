@@ -139,22 +139,6 @@ def test_smollm2_converts_once_and_answers() -> None:
     assert "Paris" in answer
 
 
-def test_study_report_states_gains_and_the_chosen_lambda() -> None:
-    from workbench.studio.studies import GRID, GeneralizationRow, MultitaskRow, report
-
-    seeded = [GeneralizationRow("lora", f"seed {s}", 0.70, 0.80, 0.76 + 0.01 * s) for s in range(3)]
-    rows = [*seeded, GeneralizationRow("ia3", "seed 0", 0.7, 0.7, 0.69)]
-    different = GeneralizationRow("lora", "init 0 vs init 1", 0.7, 0.8, 0.5)
-    validation = {lam: (0.8 - 0.1 * lam, 0.5 + 0.2 * lam) for lam in GRID}
-    task = MultitaskRow("lora", validation, 0.5, {0.0: (0.5, 0.9), 0.5: (0.8, 0.85), 1.0: (0.85, 0.4)})
-    text = report(rows, different, [task], 60.0)
-    assert "| LoRA | +2.0 ± 1.0 | " in text  # 0.76, 0.77, 0.78 against a mean of 0.75
-    assert "| (IA)³ | -1.0 | " in text  # one seed: no spread
-    assert "| (IA)³ | seed 0 | 0.7000 | 0.7000 | 0.6900 | -1.0 |" in text
-    assert "| LoRA | init 0 vs init 1 | 0.7000 | 0.8000 | 0.5000 | -25.0 |" in text
-    assert "| LoRA | 0.5 | 0.8000 | 0.8500 | 0.8250 | 0.6250 | 0.7000 | +12.5 |" in text
-
-
 def test_classifier_card_shows_accuracy_against_majority_and_any_missed_target() -> None:
     from workbench.studio.cards import ClassifierReport, classifier_card
 

@@ -38,7 +38,7 @@ class Preset:
 # multi-task: the two-task average at the λ chosen on validation, then the best module alone)
 # and the toxic modules' cards (mean toxicity and perplexity, base then negated at the card's λ).
 _GENERALIZATION = {"lora": (0.789, 0.816, 0.821), "ia3": (0.767, 0.794, 0.829),
-                   "red": (0.703, 0.746, 0.819), "lota": (0.659, 0.821, 0.808)}  # fmt: skip
+                   "red": (0.703, 0.746, 0.819), "lota": (0.733, 0.830, 0.734)}  # fmt: skip
 _MULTITASK = {"lora": (0.829, 0.657), "ia3": (0.832, 0.754), "red": (0.857, 0.775), "lota": (0.810, 0.704)}
 _UNLEARNING = {"lora": (0.055, 0.031, 33.32, 34.25), "ia3": (0.055, 0.041, 33.32, 33.75),
                "red": (0.055, 0.033, 33.32, 34.04)}  # fmt: skip
@@ -51,8 +51,10 @@ _UNLEARNING_LAMBDA = {"lora": 0.2, "ia3": 0.2, "red": 0.2}
 
 def _generalization(pem: str) -> Preset:
     s0, s1, merged = _GENERALIZATION[pem]
-    guide = (f"Distribution generalization (paper Table 2): two halves of a skewed sentiment set, merged. Look for "
-             f"the curve's middle above both ends; ours on test: s0 {s0:.3f}, s1 {s1:.3f}, λ=0.5 {merged:.3f}.")
+    look = ("Look for the curve's middle above both ends" if merged > max(s0, s1) else
+            "The paper finds the middle above both ends; here it is not")  # fmt: skip
+    guide = (f"Distribution generalization (paper Table 2): two halves of a skewed sentiment set, merged. {look}; "
+             f"ours on test: s0 {s0:.3f}, s1 {s1:.3f}, λ=0.5 {merged:.3f}.")
     return Preset(
         f"distribution-generalization-{pem}", "distribution generalization (θ₁ ⊕ θ₂)", "minilm-l6",
         {"sentiment_s0": f"minilm-sentiment-s0-{pem}", "sentiment_s1": f"minilm-sentiment-s1-{pem}"},

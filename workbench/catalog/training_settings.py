@@ -36,6 +36,7 @@ class TrainSettings:
     head_learning_rate: Rate | None = None  # a classifier's head, when it differs from `learning_rate`
     schedule: Literal["constant", "linear"] = "constant"  # linear: warm up, then decay to 0 (RED's GLUE recipe)
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0  # of the steps, under the linear schedule
+    optimiser: Literal["AdamW", "RMSprop"] = "AdamW"  # RMSprop, with PyTorch's defaults: the LoTA paper's
 
     @property
     def initialisation(self) -> int:
@@ -46,11 +47,11 @@ class TrainSettings:
         return round(self.warmup_ratio * self.steps)
 
     @property
-    def optimiser(self) -> str:
-        """The optimiser as a model card states it."""
+    def optimisation(self) -> str:
+        """The optimiser, its rate and schedule, as a model card states them."""
         if self.schedule == "constant":
-            return f"AdamW lr {self.learning_rate}"
-        return f"AdamW lr {self.learning_rate}, {self.warmup_steps} warmup steps then linear decay to 0"
+            return f"{self.optimiser} lr {self.learning_rate}"
+        return f"{self.optimiser} lr {self.learning_rate}, {self.warmup_steps} warmup steps then linear decay to 0"
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ Trained and measured on {ZOO_BASES[recipe.base].weights}.
 |---|---|
 | data | `assets/data/{recipe.data}` ({len(recipe.texts())} fortunes rated above 0.8 by the offline scorer) |
 | module | {targets} |
-| steps | {s.steps} × batch {s.batch_size}, max length {s.max_length} tokens, {s.optimiser} |
+| steps | {s.steps} × batch {s.batch_size}, max length {s.max_length} tokens, {s.optimisation} |
 | seed | {s.seed} |
 | final loss (mean of last 20 steps) | {loss:.4f} |
 | wall time | {train_seconds:.0f} s on {machine()} |
@@ -246,7 +246,7 @@ def classifier_card(recipe: Recipe, report: ClassifierReport, train_seconds: flo
     )
     head = f"the `{recipe.task}` head (`classifier`, trained in full at lr {s.head_learning_rate or s.learning_rate})"
     note = _target_note(recipe, report)
-    training = f"max length {s.max_length} tokens, {s.optimiser}"
+    training = f"max length {s.max_length} tokens, {s.optimisation}"
     return f"""# {recipe.name}
 
 A {method_name(recipe.pem_type)} module on `{recipe.base}` for {recipe.purpose}. It carries {head},

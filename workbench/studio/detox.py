@@ -204,7 +204,7 @@ def instruct_card(recipe: Recipe, train_seconds: float, loss: float, measured: s
     """A module's card: its training, then the study's measured block (`measured`, between markers)."""
     s = recipe.settings
     rows = len(recipe.texts())
-    epochs, optimiser = s.steps * s.batch_size / rows, s.optimiser
+    epochs, optimisation = s.steps * s.batch_size / rows, s.optimisation
     start = CONTINUES.get(recipe.name)
     begins = (f"continues `{start}` (its factors are the starting point; rank and targets are its)" if start
               else f"a fresh LoRA, initialised from seed {s.initialisation}")  # fmt: skip
@@ -220,7 +220,7 @@ Trained on {ZOO_BASES[recipe.base].weights}.
 |---|---|
 | data | `assets/data/{recipe.data}` ({rows} instruction/answer pairs, rendered by the base's chat template) |
 | module | r={s.rank}, α={2 * s.rank} on {", ".join(s.lora_targets)}; {begins} |
-| steps | {s.steps} × batch {s.batch_size} ({epochs:.1f} epochs), max length {s.max_length} tokens, {optimiser} |
+| steps | {s.steps} × batch {s.batch_size} ({epochs:.1f} epochs), max length {s.max_length} tokens, {optimisation} |
 | seed | data order {s.seed} |
 | final loss (mean of last 20 steps) | {loss:.4f} |
 | wall time | {train_seconds:.0f} s on {machine()} |

@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from workbench.catalog.bases import cache_root, zoo_base_folder
@@ -47,12 +47,17 @@ def _seeded_settings(name: str, seed: int) -> TrainSettings:
     return replace(RECIPES[name].settings, seed=seed, init_seed=None)
 
 
+def _named(settings: TrainSettings) -> dict[str, object]:
+    """The settings that differ from their defaults: a new setting, at its default, keeps every cached name."""
+    return {f.name: getattr(settings, f.name) for f in fields(settings) if getattr(settings, f.name) != f.default}
+
+
 def seeded_folder(name: str, seed: int) -> Path:
     """Where the recipe retrained at `seed` is cached. The folder is named for the recipe's
     settings and data too, so a changed recipe retrains instead of reading a stale module."""
     recipe = RECIPES[name]
     settings = _seeded_settings(name, seed)
-    what = json.dumps({"type": recipe.pem_type, "settings": asdict(settings), "data": recipe.data}, sort_keys=True)
+    what = json.dumps({"type": recipe.pem_type, "settings": _named(settings), "data": recipe.data}, sort_keys=True)
     digest = hashlib.sha256(what.encode() + (DATA / recipe.data).read_bytes()).hexdigest()[:10]
     return cache_root() / "studies" / f"{name}-seed{seed}-{digest}"
 

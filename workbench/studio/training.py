@@ -84,8 +84,8 @@ def batches(
 
 def _optimise(model, parameters, tokenizer, texts, settings: TrainSettings, description: str, mask=None,
               labels: Labels | None = None) -> float:  # fmt: skip
-    """AdamW over `parameters` for settings.steps; returns the mean loss of the last 20 steps.
-    A masked LM's head (`masked_lm_head`) trains too, as a task head does."""
+    """The settings' optimiser over `parameters` for settings.steps; returns the mean loss of the
+    last 20 steps. A masked LM's head (`masked_lm_head`) trains too, as a task head does."""
     torch.manual_seed(settings.seed)
     masked = any(type(module).__name__.endswith("ForMaskedLM") for module in model.modules())
     lm_head = masked_lm_head(model) if masked else []
@@ -95,7 +95,10 @@ def _optimise(model, parameters, tokenizer, texts, settings: TrainSettings, desc
     groups = [{"params": [p for p in parameters if id(p) not in head]}]
     if head:
         groups.append({"params": [p for p in parameters if id(p) in head], "lr": settings.head_learning_rate})
-    optimiser = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=0.0)
+    if settings.optimiser == "RMSprop":
+        optimiser = torch.optim.RMSprop(groups, lr=settings.learning_rate)
+    else:
+        optimiser = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=0.0)
     from transformers import get_scheduler
 
     schedule = get_scheduler(settings.schedule, optimiser, num_warmup_steps=settings.warmup_steps,

@@ -207,7 +207,7 @@ def lm_card(recipe: Recipe, train_seconds: float, loss: float, measured: str = U
     """An LM module's card: its training, then the study's measured block (between markers)."""
     s = recipe.settings
     rows = len(recipe.texts())
-    epochs, optimiser = s.steps * s.batch_size / rows, s.optimiser
+    epochs, optimisation = s.steps * s.batch_size / rows, s.optimisation
     return f"""# {recipe.name}
 
 A {method_name(recipe.pem_type)} module on `{recipe.base}` for {recipe.purpose}.
@@ -221,7 +221,7 @@ Trained on {ZOO_BASES[recipe.base].weights}.
 | data | `assets/data/{recipe.data}`, its texts only ({rows} texts; labels unused) |
 | objective | {OBJECTIVE} |
 | module | {module_line(recipe)}, from seed {s.initialisation} (as the other LM) |
-| steps | {s.steps} × batch {s.batch_size} ({epochs:.1f} epochs), max length {s.max_length} tokens, {optimiser} |
+| steps | {s.steps} × batch {s.batch_size} ({epochs:.1f} epochs), max length {s.max_length} tokens, {optimisation} |
 | seed | data order {s.seed} |
 | final loss (mean of last 20 steps) | {loss:.4f} |
 | wall time | {train_seconds:.0f} s on {machine()} |
