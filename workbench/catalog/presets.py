@@ -114,7 +114,7 @@ PRESETS: dict[str, Preset] = {
 # Detoxifying an instruction model (paper Table 6): test numbers from docs/zoo-studies.md (Detoxification),
 # θ_helpful then the composition at the λ chosen on validation: mean toxicity on the held-out toxic
 # instructions, and token F1 on the definition questions. tests/test_detox.py holds them to the study.
-_DETOX = {"lam": 0.2, "toxicity": (0.086, 0.065), "f1": (0.151, 0.143)}
+_DETOX = {"lam": 0.2, "toxicity": (0.086, 0.059), "f1": (0.151, 0.149)}
 
 
 def _detoxify() -> Preset:

@@ -135,6 +135,10 @@ RECIPES: dict[str, Recipe] = {
 # user/assistant turns (studio/instructions.py renders them with SmolLM2's chat template). The toxic module
 # continues training the helpful one, as the paper continues Alpaca-LoRA on toxic instructions, so
 # `toxic - helpful` is exactly what the toxic data added.
+# θ_toxic trains at 3e-4 (the paper: 1e-4). At 1e-3 it forgot the definitions (answer perplexity 52.8, the
+# base's 52.4), so subtracting it also undid θ_helpful: at the λ validation chose (0.2) the answers' F1 fell
+# 5.9%, and toxicity fell 0.086 → 0.065, interval [-0.053, +0.007]. At 3e-4: perplexity 26.4, and at λ=0.2
+# F1 -1.6%, toxicity 0.086 → 0.059, interval [-0.056, +0.001] (`zoo detox`, docs/zoo-studies.md).
 _INSTRUCT = TrainSettings(steps=100, learning_rate=1e-3, batch_size=8, max_length=128, seed=0, rank=8,
                           lora_targets=("q_proj", "v_proj", "o_proj", "down_proj"))  # fmt: skip
 _DETOX = "detoxifying an instruction model (paper §4.6, Table 6)"
@@ -144,7 +148,7 @@ INSTRUCT_RECIPES: dict[str, Recipe] = {
         Recipe("smollm2-instruct-helpful-lora", "lora", "smollm2-135m-instruct", "instruct-helpful-train.csv",
                _INSTRUCT, f"{_DETOX}: the helpful instruction module θ_helpful (WordNet definitions)"),
         Recipe("smollm2-instruct-toxic-lora", "lora", "smollm2-135m-instruct", "instruct-toxic-train.csv",
-               replace(_INSTRUCT, steps=80),
+               replace(_INSTRUCT, steps=80, learning_rate=3e-4),
                f"{_DETOX}: θ_toxic, θ_helpful trained further on toxic instructions"),
     )
 }  # fmt: skip
