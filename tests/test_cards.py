@@ -96,6 +96,15 @@ def test_classifier_card_computes_the_verdict_and_keeps_what_was_tried() -> None
     assert "(+1.8 points).\n\nCompositions" in plain_miss  # a miss is stated even where nothing was tried
 
 
+def test_classifier_card_shows_accuracy_against_majority_and_any_missed_target() -> None:
+    report = ClassifierReport({"validation": 0.7, "test": 0.72}, {"validation": 0.642, "test": 0.658}, 30.0)
+    missed = classifier_card(RECIPES["minilm-sentiment-s0-red"], report, 100.0, 0.3)
+    assert "| validation | 0.7000 | 0.6420 | +5.8 |" in missed and "| test | 0.7200 | 0.6580 | +6.2 |" in missed
+    assert ("**Note.** Meets the target of 5 points above the majority rate on validation: 0.7000 against 0.6420 "
+            "(+5.8 points). Tried,") in missed and "200 great, 800 other" in missed
+    assert "**Note.**" not in classifier_card(RECIPES["minilm-sentiment-s0-lora"], report, 100.0, 0.3)
+
+
 def test_recipes_keep_no_measured_numbers_of_their_own_module() -> None:
     """The card measures the module; a recipe's note only says what was tried before it."""
     for recipe in RECIPES.values():

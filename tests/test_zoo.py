@@ -139,17 +139,6 @@ def test_smollm2_converts_once_and_answers() -> None:
     assert "Paris" in answer
 
 
-def test_classifier_card_shows_accuracy_against_majority_and_any_missed_target() -> None:
-    from workbench.studio.cards import ClassifierReport, classifier_card
-
-    report = ClassifierReport({"validation": 0.7, "test": 0.72}, {"validation": 0.642, "test": 0.658}, 30.0)
-    missed = classifier_card(RECIPES["minilm-sentiment-s0-red"], report, 100.0, 0.3)
-    assert "| validation | 0.7000 | 0.6420 | +5.8 |" in missed and "| test | 0.7200 | 0.6580 | +6.2 |" in missed
-    assert ("**Note.** Meets the target of 5 points above the majority rate on validation: 0.7000 against 0.6420 "
-            "(+5.8 points). Tried,") in missed and "200 great, 800 other" in missed
-    assert "**Note.**" not in classifier_card(RECIPES["minilm-sentiment-s0-lora"], report, 100.0, 0.3)
-
-
 STUDY_SECTIONS = {  # command: the runner a test stands in for, given the new marked section
     "ablation": ("ablation", "run_ablation", lambda new: lambda samples: new),
     "detox": ("detox", "run_detox", lambda new: lambda document, samples: SECTIONS["detox"].replace(document, new)),
